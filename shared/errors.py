@@ -1,0 +1,13 @@
+"""How a message handler tells the transport what to do with a message it could not process."""
+
+
+class PermanentError(Exception):
+    """Retrying cannot help (bad data, impossible request): park the message at once."""
+
+
+class TransientError(Exception):
+    """Worth another try later (a dependency is down): retry with growing delay, then park."""
+
+
+class MalformedMessage(PermanentError):
+    """The bytes are not a CloudEvents envelope we can read."""
