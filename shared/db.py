@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 
 def async_url(url: str) -> str:
@@ -13,7 +18,9 @@ def async_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 10, statement_timeout_ms: int | None = None) -> AsyncEngine:
+def make_engine(
+    url: str, *, pool_size: int = 10, statement_timeout_ms: int | None = None
+) -> AsyncEngine:
     """An engine whose connections ping before use, so the pool serves again after an outage."""
     server_settings = {"application_name": "switchyard"}
     if statement_timeout_ms is not None:
