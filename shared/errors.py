@@ -11,3 +11,7 @@ class TransientError(Exception):
 
 class MalformedMessage(PermanentError):
     """The bytes are not a CloudEvents envelope we can read."""
+
+
+class PublishError(Exception):
+    """The broker did not confirm a message (nack, timeout, unroutable): it may not be sent."""

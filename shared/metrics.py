@@ -9,13 +9,19 @@ MESSAGES_CONSUMED = Counter(
     "switchyard_messages_consumed_total", "Messages handled and acknowledged", ["broker", "channel"]
 )
 MESSAGES_RETRIED = Counter(
-    "switchyard_messages_retried_total", "Messages scheduled for another attempt", ["broker", "channel"]
+    "switchyard_messages_retried_total",
+    "Messages scheduled for another attempt",
+    ["broker", "channel"],
 )
 MESSAGES_DEAD_LETTERED = Counter(
-    "switchyard_messages_dead_lettered_total", "Messages parked with their error", ["broker", "channel"]
+    "switchyard_messages_dead_lettered_total",
+    "Messages parked with their error",
+    ["broker", "channel"],
 )
 DUPLICATES_SKIPPED = Counter(
-    "switchyard_inbox_duplicates_total", "Redelivered messages acknowledged and skipped", ["consumer"]
+    "switchyard_inbox_duplicates_total",
+    "Redelivered messages acknowledged and skipped",
+    ["consumer"],
 )
 HANDLER_SECONDS = Histogram(
     "switchyard_handler_seconds", "Time spent in a message handler", ["broker", "channel"]

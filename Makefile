@@ -1,0 +1,54 @@
+# switchyard: every target installs what it needs first.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+export PACT_DO_NOT_TRACK := true
+
+.PHONY: help install up down status logs test test-unit test-integration lint format lock clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv and install the locked dependencies
+$(STAMP): requirements.lock pyproject.toml
+	@bash scripts/install-python.sh "$(VENV)"
+	@rm -f $(VENV)/.installed-* && touch $@
+
+up: install ## Start the stack (detached, healthy before it returns) and print the URLs
+	@$(BIN)/switchyard stack up
+
+down: install ## Stop everything `make up` started
+	@$(BIN)/switchyard stack down
+
+status: install ## One table of server health, read from the real servers
+	@$(BIN)/switchyard stack status
+
+logs: install ## Show the servers' logs (SERVICE=postgres|rabbitmq|kafka, FOLLOW=1)
+	@$(BIN)/switchyard stack logs $(SERVICE) $(if $(FOLLOW),--follow)
+
+test: install ## Run the whole suite (starts its own servers unless URLs are in the environment)
+	@$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install ## Unit tests only: no servers
+	@$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+test-integration: install ## Integration tests against real servers
+	@$(BIN)/pytest -m "integration or e2e" $(PYTEST_ARGS)
+
+lint: install ## ruff: lint and format check
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+format: install ## ruff: fix what can be fixed and format
+	@$(BIN)/ruff check --fix .
+	@$(BIN)/ruff format .
+
+lock: ## Re-lock requirements.lock from pyproject.toml
+	@command -v uv >/dev/null || { echo "uv is needed to lock: pipx install uv (or pip install uv)"; exit 1; }
+	uv pip compile pyproject.toml --extra test --python-version 3.11 -o requirements.lock
+
+clean: down ## Stop the stack and remove .venv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache

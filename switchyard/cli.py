@@ -1,0 +1,18 @@
+"""The `switchyard` command: one typer app, one sub-app per area, each added on one line."""
+
+import typer
+
+from switchyard.stack_cli import stack_app
+from switchyard.webhook_cli import webhook_app
+
+app = typer.Typer(
+    help="Run, inspect and drive the switchyard stack.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(stack_app, name="stack")
+app.add_typer(webhook_app, name="webhook")
+
+
+if __name__ == "__main__":
+    app()

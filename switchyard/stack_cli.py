@@ -1,0 +1,86 @@
+"""`switchyard stack up|down|status|logs`: what the Makefile's targets of the same names run."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from switchyard.stack import control
+from switchyard.stack.health import check
+from switchyard.stack.processes import StackError
+
+stack_app = typer.Typer(help="Start, stop and inspect the infrastructure.", no_args_is_help=True)
+console = Console()
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(1)
+
+
+@stack_app.command()
+def up() -> None:
+    """Start Postgres, RabbitMQ and Kafka (or find them running), bootstrap, print the URLs."""
+    try:
+        endpoints, seconds, was_running = control.up()
+        results = asyncio.run(check(endpoints))
+    except StackError as exc:
+        _fail(exc)
+    unhealthy = [name for name, _, ok, _, _ in results if not ok]
+    if unhealthy:
+        _fail(StackError(f"not answering: {', '.join(unhealthy)}; see `make logs`"))
+    state = "already running" if was_running else f"started in {seconds:.1f}s"
+    console.print(f"[green]{endpoints.backend} stack {state}[/green]")
+    console.print(f"  DATABASE_URL={endpoints.database_url}")
+    console.print(f"  AMQP_URL={endpoints.amqp_url}")
+    console.print(f"  KAFKA_BOOTSTRAP_SERVERS={endpoints.kafka_bootstrap}")
+    console.print("  (also in .stack/env; `make test` uses them while the stack runs)")
+
+
+@stack_app.command()
+def down() -> None:
+    """Stop exactly what `up` started, also after a crash."""
+    try:
+        console.print(control.down())
+    except StackError as exc:
+        _fail(exc)
+
+
+@stack_app.command()
+def status() -> None:
+    """One table of server health, read from the real servers."""
+    try:
+        endpoints = control.current()
+    except StackError as exc:
+        _fail(exc)
+    table = Table(title=f"switchyard ({endpoints.backend})")
+    for column in ("server", "url", "health", "detail", "answered in"):
+        table.add_column(column)
+    results = asyncio.run(check(endpoints))
+    for name, url, ok, detail, seconds in results:
+        health = "[green]healthy[/green]" if ok else "[red]down[/red]"
+        table.add_row(name, url, health, detail, f"{seconds * 1000:.0f} ms")
+    console.print(table)
+    if not all(ok for _, _, ok, _, _ in results):
+        raise typer.Exit(1)
+
+
+@stack_app.command()
+def logs(
+    server: str = typer.Argument("", help="postgres, rabbitmq or kafka; all when empty"),
+    follow: bool = typer.Option(False, "--follow", "-f"),
+    lines: int = typer.Option(40, "--lines", "-n"),
+) -> None:
+    """Show (or follow) the servers' logs."""
+    files = control.logs()
+    chosen = [files[server]] if server else list(files.values())
+    if server and server not in files:
+        _fail(StackError(f"unknown server {server!r}: one of {', '.join(files)}"))
+    existing = [str(path) for path in chosen if path.is_file()]
+    if not existing:
+        _fail(StackError("no logs yet: is the stack running (`make up`)?"))
+    subprocess.run(["tail", f"-n{lines}", *(["-F"] if follow else []), *existing], check=False)
