@@ -15,7 +15,13 @@ from switchyard.stack.selection import choose_backend, external_endpoints
 STATE = REPO / ".stack"
 COMPOSE_FILE = REPO / "compose" / "docker-compose.yml"
 # Stable URLs across runs where these ports are free; others are chosen when they are not.
-PREFERRED_PORTS = {"postgres": 25432, "amqp": 25672, "rabbit_dist": 25673, "epmd": 24369, "kafka": 29092}
+PREFERRED_PORTS = {
+    "postgres": 25432,
+    "amqp": 25672,
+    "rabbit_dist": 25673,
+    "epmd": 24369,
+    "kafka": 29092,
+}
 COMPOSE_ENDPOINTS = Endpoints(
     "docker",
     "postgresql://switchyard:switchyard@127.0.0.1:5432/switchyard",
@@ -66,7 +72,9 @@ def up() -> tuple[Endpoints, float, bool]:
     if backend == "external":
         endpoints = external_endpoints(__import__("os").environ, for_tests=False)
         if endpoints is None:
-            raise StackError("STACK=external needs DATABASE_URL, AMQP_URL and KAFKA_BOOTSTRAP_SERVERS")
+            raise StackError(
+                "STACK=external needs DATABASE_URL, AMQP_URL and KAFKA_BOOTSTRAP_SERVERS"
+            )
     elif backend == "docker":
         _compose("up", "--detach", "--wait")
         endpoints = COMPOSE_ENDPOINTS
