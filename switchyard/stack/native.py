@@ -134,7 +134,10 @@ class RabbitMQ:
         return {
             "HOME": str(r / "home"), "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self.dist_port), "ERL_EPMD_PORT": str(self.epmd_port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            # rabbitmqctl's own node needs ports too; keep them below the ephemeral range.
+            "RABBITMQ_CTL_DIST_PORT_MIN": str(self.dist_port + 1),
+            "RABBITMQ_CTL_DIST_PORT_MAX": str(self.dist_port + 10), "ERL_EPMD_PORT": str(self.epmd_port),
             "RABBITMQ_MNESIA_BASE": str(r / "mnesia"), "RABBITMQ_LOG_BASE": str(r / "log"),
             "RABBITMQ_PID_FILE": str(self.pidfile), "RABBITMQ_CONFIG_FILE": str(r / "rabbitmq.conf"),
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(r / "advanced.config"),

@@ -1,0 +1,176 @@
+"""The RabbitMQ side of the system: declare topology, publish with confirms, start consumers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+
+from shared.channels import Channel
+from shared.envelope import CONTENT_TYPE, Envelope, encode
+from shared.metrics import MESSAGES_PUBLISHED
+from shared.rabbit import topology
+from shared.rabbit.confirm import confirmed_publish
+from shared.rabbit.consumer import Handler, RabbitConsumer
+from shared.rabbit.topology import RetryPolicy
+
+log = structlog.get_logger()
+
+
+class RabbitBus:
+    """One robust connection; callers use logical names, the bus adds `prefix` to every one."""
+
+    def __init__(
+        self, url: str, *, prefix: str = "", prefetch: int = 50, confirm_timeout: float = 10.0
+    ) -> None:
+        self._url = url
+        self.prefix = prefix
+        self._prefetch = prefetch
+        self._confirm_timeout = confirm_timeout
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None  # topology and publishing
+        self._policies: dict[str, RetryPolicy] = {}
+        self._consumers: list[RabbitConsumer] = []
+
+    def name(self, logical: str) -> str:
+        """The broker-side name of an exchange or queue."""
+        return self.prefix + logical
+
+    async def connect(self) -> None:
+        self._connection = await aio_pika.connect_robust(self._url)
+        self._channel = await self._connection.channel(publisher_confirms=True)
+        log.info("rabbit.connected", prefix=self.prefix)
+
+    async def close(self) -> None:
+        """Stop every consumer gracefully, then close the connection."""
+        for consumer in self._consumers:
+            await consumer.stop()
+        self._consumers.clear()
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = self._channel = None
+
+    async def __aenter__(self) -> RabbitBus:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def ping(self) -> None:
+        """Ask the broker for real (readiness); raises, or waits while it is unreachable."""
+        if self._connection is None or self._connection.is_closed:
+            raise ConnectionError("not connected to RabbitMQ")
+        # A passive declare of a built-in exchange is a round trip that cannot close the channel;
+        # robust=False keeps aio-pika from answering it from its own cache.
+        await self._open_channel().declare_exchange("amq.topic", passive=True, robust=False)
+
+    async def declare_exchange(self, name: str, type: str = "topic") -> None:
+        await self._open_channel().declare_exchange(
+            self.name(name), aio_pika.ExchangeType(type), durable=True
+        )
+
+    async def declare_queue(
+        self,
+        queue: str,
+        *,
+        exchange: str,
+        routing_keys: Sequence[str],
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        """Work queue bound to `exchange`, one retry queue per tier, parking queue `<queue>.dlq`."""
+        channel = self._open_channel()
+        work = self.name(queue)
+        await channel.declare_queue(
+            topology.parking_queue(work), durable=True, arguments=topology.PARKING_QUEUE_ARGUMENTS
+        )
+        for delay_ms in sorted(set(retry.delays_ms)):
+            await channel.declare_queue(
+                topology.retry_queue(work, delay_ms),
+                durable=True,
+                arguments=topology.retry_queue_arguments(work, delay_ms),
+            )
+        declared = await channel.declare_queue(
+            work, durable=True, arguments=topology.work_queue_arguments(work, retry)
+        )
+        for key in routing_keys:
+            await declared.bind(self.name(exchange), key)
+        self._policies[queue] = retry
+
+    async def publish(
+        self,
+        channel: Channel,
+        envelope: Envelope,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Return once the broker confirmed the message; raise PublishError otherwise.
+
+        The routing key is the channel's; `key` is used only when the channel names none
+        (the Kafka adapter's record key has no meaning here).
+        """
+        if channel.broker != "rabbit":
+            raise ValueError(f"not a RabbitMQ channel: {channel}")
+        routing_key = channel.routing_key or key
+        if routing_key is None:
+            raise ValueError(f"no routing key for {channel}")
+        message = aio_pika.Message(
+            body=encode(envelope),
+            headers=dict(headers or {}),
+            content_type=CONTENT_TYPE,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=envelope.id,
+            correlation_id=envelope.correlationid,
+            type=envelope.type,
+            timestamp=envelope.time,
+            app_id=envelope.source,
+        )
+        await confirmed_publish(
+            self._open_channel(),
+            self.name(channel.name),
+            message,
+            routing_key,
+            confirm_timeout=self._confirm_timeout,
+        )
+        MESSAGES_PUBLISHED.labels("rabbit", channel.name).inc()
+        log.debug(
+            "rabbit.published",
+            exchange=channel.name,
+            routing_key=routing_key,
+            message_id=envelope.id,
+            correlation_id=envelope.correlationid,
+        )
+
+    async def consume(
+        self, queue: str, handler: Handler, *, retry: RetryPolicy | None = None
+    ) -> RabbitConsumer:
+        """Start handling `queue` on its own channel; `retry` must match the declared tiers."""
+        if self._connection is None:
+            raise RuntimeError("RabbitBus.connect() was not called")
+        channel = await self._connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=self._prefetch)
+        consumer = RabbitConsumer(
+            channel,
+            queue,
+            self.name(queue),
+            handler,
+            retry or self._policies.get(queue, RetryPolicy()),
+            self._confirm_timeout,
+        )
+        await consumer.start()
+        self._consumers.append(consumer)
+        return consumer
+
+    def _open_channel(self) -> AbstractRobustChannel:
+        if self._channel is None:
+            raise RuntimeError("RabbitBus.connect() was not called")
+        return self._channel
