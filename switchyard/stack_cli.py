@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 
 import typer
 from rich.console import Console
@@ -12,6 +13,7 @@ from rich.table import Table
 from switchyard.stack import control
 from switchyard.stack.health import check
 from switchyard.stack.processes import StackError
+from switchyard.stack.services import ready
 
 stack_app = typer.Typer(help="Start, stop and inspect the infrastructure.", no_args_is_help=True)
 console = Console()
@@ -38,7 +40,23 @@ def up() -> None:
     console.print(f"  DATABASE_URL={endpoints.database_url}")
     console.print(f"  AMQP_URL={endpoints.amqp_url}")
     console.print(f"  KAFKA_BOOTSTRAP_SERVERS={endpoints.kafka_bootstrap}")
-    console.print("  (also in .stack/env; `make test` uses them while the stack runs)")
+    for process in control.service_processes():
+        console.print(f"  {process.name:<9} {process.url}  (API docs: {process.url}/docs)")
+    console.print("  URLs are also in .stack/env; the development webhook secret is in .env")
+
+
+@stack_app.command("bootstrap")
+def bootstrap_command(
+    database_url: str = typer.Option(..., envvar="DATABASE_URL", help="a superuser URL"),
+) -> None:
+    """Create the database, schemas and roles, and migrate every service (safe to repeat)."""
+    from switchyard.stack.bootstrap import bootstrap
+
+    try:
+        bootstrap(database_url)
+    except StackError as exc:
+        _fail(exc)
+    console.print("bootstrapped: schemas, roles and migrations are in place")
 
 
 @stack_app.command()
@@ -60,7 +78,12 @@ def status() -> None:
     table = Table(title=f"switchyard ({endpoints.backend})")
     for column in ("server", "url", "health", "detail", "answered in"):
         table.add_column(column)
-    results = asyncio.run(check(endpoints))
+    results = list(asyncio.run(check(endpoints)))
+    for process in control.service_processes():
+        started = time.monotonic()
+        ok = ready(process.url)
+        detail = f"pid {process.pid()}" if process.running() else "not running"
+        results.append((process.name, process.url, ok, detail, time.monotonic() - started))
     for name, url, ok, detail, seconds in results:
         health = "[green]healthy[/green]" if ok else "[red]down[/red]"
         table.add_row(name, url, health, detail, f"{seconds * 1000:.0f} ms")
@@ -71,7 +94,9 @@ def status() -> None:
 
 @stack_app.command()
 def logs(
-    server: str = typer.Argument("", help="postgres, rabbitmq or kafka; all when empty"),
+    server: str = typer.Argument(
+        "", help="postgres, rabbitmq, kafka, users, orders or payments; all when empty"
+    ),
     follow: bool = typer.Option(False, "--follow", "-f"),
     lines: int = typer.Option(40, "--lines", "-n"),
 ) -> None:

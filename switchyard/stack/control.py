@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -11,6 +12,7 @@ from switchyard.stack.bootstrap import REPO, bootstrap
 from switchyard.stack.endpoints import Endpoints
 from switchyard.stack.processes import StackError
 from switchyard.stack.selection import choose_backend, external_endpoints
+from switchyard.stack.services import SERVICES, ServiceProcess, service_env
 
 STATE = REPO / ".stack"
 COMPOSE_FILE = REPO / "compose" / "docker-compose.yml"
@@ -60,29 +62,59 @@ def _compose(*args: str) -> None:
 
 
 def up() -> tuple[Endpoints, float, bool]:
-    """Start what is not running; returns the endpoints, seconds taken and whether it was running."""
+    """Start what is not running; returns the endpoints, seconds taken and whether all was."""
     started = time.monotonic()
     saved = _saved()
-    if saved and saved.backend == "native":
-        native = _native()
-        if all(native.running()):
-            return saved, 0.0, True
-        native.stop()  # a crashed run: end its survivors before starting again
     backend = saved.backend if saved else choose_backend()
-    if backend == "external":
-        endpoints = external_endpoints(__import__("os").environ, for_tests=False)
-        if endpoints is None:
-            raise StackError(
-                "STACK=external needs DATABASE_URL, AMQP_URL and KAFKA_BOOTSTRAP_SERVERS"
-            )
+    if backend == "native":
+        native = _native()
+        if saved and all(native.running()):
+            if all(p.running() for p in service_processes()):
+                return saved, 0.0, True
+            endpoints = saved  # servers fine, a service died: start just the services
+        else:
+            native.stop()  # survivors of a crashed run, if any
+            endpoints = native.start()
     elif backend == "docker":
         _compose("up", "--detach", "--wait")
         endpoints = COMPOSE_ENDPOINTS
     else:
-        endpoints = _native().start()
+        endpoints = external_endpoints(os.environ, for_tests=False)
+        if endpoints is None:
+            raise StackError(
+                "STACK=external needs DATABASE_URL, AMQP_URL and KAFKA_BOOTSTRAP_SERVERS"
+            )
     _record(endpoints)
     bootstrap(endpoints.database_url)
+    if backend != "docker":  # compose runs the services itself
+        start_services(endpoints)
     return endpoints, time.monotonic() - started, False
+
+
+def service_processes() -> list[ServiceProcess]:
+    """The services this checkout has, as local processes (none when compose runs them)."""
+    saved = _saved()
+    if saved is not None and saved.backend == "docker":
+        return []
+    return [
+        ServiceProcess(STATE, s)
+        for s in SERVICES
+        if (REPO / "services" / s.name / "app.py").exists()
+    ]
+
+
+def start_services(endpoints: Endpoints) -> None:
+    """Start every service not yet running and wait until each /readyz answers."""
+    env_file, example = REPO / ".env", REPO / ".env.example"
+    if not env_file.exists() and example.exists():
+        shutil.copy(example, env_file)  # the documented development secrets
+    marker = str(STATE.resolve())
+    processes = service_processes()
+    for process in processes:
+        if not process.running():
+            process.start(service_env(process.service, endpoints), marker)
+    for process in processes:
+        process.wait()
 
 
 def down() -> str:
@@ -91,6 +123,9 @@ def down() -> str:
     backend = saved.backend if saved else ("native" if (STATE / "ports.json").exists() else None)
     if backend is None:
         return "nothing to stop"
+    marker = str(STATE.resolve())
+    for process in service_processes():
+        process.stop(marker)
     if backend == "docker":
         _compose("down", "--volumes")
     elif backend == "native":
@@ -105,6 +140,7 @@ def logs() -> dict[str, Path]:
         "postgres": STATE / "postgres" / "postgres.log",
         "rabbitmq": next((STATE / "rabbitmq" / "log").glob("*.log"), STATE / "rabbitmq" / "log"),
         "kafka": STATE / "tansu" / "tansu.log",
+        **{p.name: p.log for p in service_processes()},
     }
 
 
