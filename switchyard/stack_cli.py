@@ -12,6 +12,7 @@ from rich.table import Table
 
 from switchyard.stack import control
 from switchyard.stack.health import check
+from switchyard.stack.inspect import inspect
 from switchyard.stack.processes import StackError
 from switchyard.stack.services import ready
 
@@ -88,6 +89,13 @@ def status() -> None:
         health = "[green]healthy[/green]" if ok else "[red]down[/red]"
         table.add_row(name, url, health, detail, f"{seconds * 1000:.0f} ms")
     console.print(table)
+    flow = Table(title="message flow")
+    for column in ("kind", "name", "reading"):
+        flow.add_column(column)
+    for reading in asyncio.run(inspect(endpoints)):
+        value = f"[red]{reading.value}[/red]" if reading.alarm else reading.value
+        flow.add_row(reading.what, reading.name, value)
+    console.print(flow)
     if not all(ok for _, _, ok, _, _ in results):
         raise typer.Exit(1)
 
