@@ -1,0 +1,143 @@
+"""Kafka producer side: topics, acknowledged publishing, and the consumers that share it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from shared.channels import Channel
+from shared.envelope import CONTENT_TYPE, Envelope, encode
+from shared.errors import PublishError
+from shared.kafka.config import DEAD_LETTER_SUFFIX, FAST_JOIN_PRODUCER, Headers, KafkaRetry
+from shared.kafka.consumer import Handler, KafkaConsumer
+from shared.metrics import MESSAGES_PUBLISHED
+
+log = structlog.get_logger(__name__)
+
+
+class KafkaBus:
+    """One producer per process; topic and group names get `prefix` so tests never share them."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        prefix: str = "",
+        client_id: str = "switchyard",
+        enable_idempotence: bool = False,  # Tansu rejects the idempotent producer
+        fast_join: bool = False,
+        publish_timeout: float = 10.0,  # then PublishError; the outbox tries again later
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.client_id = client_id
+        self.fast_join = fast_join
+        self._enable_idempotence = enable_idempotence
+        self._publish_timeout = publish_timeout
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Connect the producer."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self.client_id,
+            acks="all",
+            enable_idempotence=self._enable_idempotence,
+            # Unsent records expire with the publish timeout, so stop() cannot hang on a dead broker.
+            request_timeout_ms=int(self._publish_timeout * 1000),
+            **(FAST_JOIN_PRODUCER if self.fast_join else {}),
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()  # releases the half-open client
+            raise
+        self._producer = producer
+
+    async def stop(self) -> None:
+        """Flush and close the producer."""
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    async def ping(self) -> None:
+        """Ask the cluster for its metadata (readiness); raises if no broker answers."""
+        if self._producer is None:
+            raise ConnectionError("KafkaBus.start() has not been called")
+        await self._producer.client.fetch_all_metadata()
+
+    def topic(self, name: str) -> str:
+        """The broker-side name of a logical topic or group."""
+        return self.prefix + name
+
+    async def ensure_topics(self, partitions: Mapping[str, int], *, replication: int = 1) -> None:
+        """Create each missing topic, and its dead-letter twin, with the given partition count."""
+        wanted = [
+            NewTopic(self.topic(name) + suffix, count, replication)
+            for name, count in partitions.items()
+            for suffix in ("", DEAD_LETTER_SUFFIX)
+        ]
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
+        await admin.start()
+        try:
+            response = await admin.create_topics(wanted)
+        finally:
+            await admin.close()
+        for topic, code, *message in response.topic_errors:
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise KafkaError(f"cannot create topic {topic}: error {code} {message}")
+        log.info("kafka.topics_ensured", topics=[t.name for t in wanted])
+
+    async def publish(
+        self,
+        channel: Channel,
+        envelope: Envelope,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Send one envelope keyed by its subject; returns once all in-sync replicas have it."""
+        if channel.broker != "kafka":
+            raise ValueError(f"{channel} is not a Kafka channel")
+        record_headers: Headers = [
+            ("content-type", CONTENT_TYPE.encode()),
+            ("ce_type", envelope.type.encode()),
+            ("ce_id", envelope.id.encode()),
+            *((name, value.encode()) for name, value in (headers or {}).items()),
+        ]
+        await self.send_record(
+            self.topic(channel.name),
+            encode(envelope),
+            key=(key or envelope.subject).encode(),
+            headers=record_headers,
+        )
+        MESSAGES_PUBLISHED.labels(broker="kafka", channel=channel.name).inc()
+        log.debug("kafka.published", topic=channel.name, id=envelope.id, type=envelope.type)
+
+    async def send_record(
+        self, topic: str, value: bytes | None, *, key: bytes | None, headers: Headers
+    ) -> None:
+        """Send raw bytes to a broker-side topic name and wait for the acknowledgement."""
+        if self._producer is None:
+            raise RuntimeError("KafkaBus.start() has not been called")
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+        except (KafkaError, TimeoutError) as exc:
+            raise PublishError(f"Kafka did not acknowledge a record for {topic}: {exc!r}") from exc
+
+    def consumer(
+        self,
+        topics: Sequence[str],
+        group: str,
+        handler: Handler,
+        *,
+        retry: KafkaRetry = KafkaRetry(),
+    ) -> KafkaConsumer:
+        """A group member for logical `topics`; it dead-letters through this bus's producer."""
+        return KafkaConsumer(self, topics, group, handler, retry=retry)

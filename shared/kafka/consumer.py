@@ -1,0 +1,224 @@
+"""A consumer group member that commits a record only after its handler finished with it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from typing import TYPE_CHECKING
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from shared.envelope import Envelope, decode
+from shared.errors import MalformedMessage, PermanentError
+from shared.kafka.config import DEAD_LETTER_SUFFIX, FAST_JOIN_CONSUMER, KafkaRetry, parking_headers
+from shared.kafka.membership import close_and_leave
+from shared.metrics import (
+    HANDLER_SECONDS,
+    MESSAGES_CONSUMED,
+    MESSAGES_DEAD_LETTERED,
+    MESSAGES_RETRIED,
+)
+
+if TYPE_CHECKING:
+    from shared.kafka.bus import KafkaBus
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+
+class KafkaConsumer:
+    """Hands each record to `handler` in partition order, retries, dead-letters, then commits."""
+
+    def __init__(
+        self,
+        bus: KafkaBus,
+        topics: Sequence[str],
+        group: str,
+        handler: Handler,
+        *,
+        retry: KafkaRetry = KafkaRetry(),
+        max_records: int = 100,
+    ) -> None:
+        self._bus = bus
+        self._topics = [bus.topic(t) for t in topics]
+        self.group = bus.topic(group)
+        self._handler = handler
+        self._retry = retry
+        self._max_records = max_records
+        self.assigned = asyncio.Event()  # set while this member holds an assignment
+        self.partitions: frozenset[TopicPartition] = frozenset()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._busy = asyncio.Lock()  # held while records are in flight; a rebalance waits for it
+        self._interrupted = asyncio.Event()  # cuts retry waits short on stop or rebalance
+        self._stopping = False
+        self._fetching = False
+
+    async def start(self) -> None:
+        """Join the group and start handling records."""
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bus.bootstrap,
+            client_id=self._bus.client_id,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # a new group reads what was published before it joined
+            **(FAST_JOIN_CONSUMER if self._bus.fast_join else {}),
+        )
+        self._consumer.subscribe(self._topics, listener=_Rebalance(self))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"kafka-consumer:{self.group}")
+
+    async def wait_assigned(self, timeout: float = 10.0) -> frozenset[TopicPartition]:
+        """Wait until the group gave this member its partitions (possibly none); return them."""
+        async with asyncio.timeout(timeout):
+            await self.assigned.wait()
+        return self.partitions
+
+    @property
+    def stopping(self) -> bool:
+        """True once stop() was called: no record after the one in flight will be handled."""
+        return self._stopping
+
+    async def stop(self) -> None:
+        """Finish and commit the record in flight, then leave the group at once."""
+        if self._consumer is None:
+            return
+        self._stopping = True
+        self._interrupted.set()
+        if self._task is not None:
+            if self._fetching:  # nothing in flight: a fetch holds no state worth waiting for
+                self._task.cancel()
+            await asyncio.wait([self._task])
+        await close_and_leave(self._consumer)
+        self._consumer = None
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        try:
+            while not self._stopping:
+                self._fetching = True
+                try:
+                    batch = await self._consumer.getmany(
+                        timeout_ms=1000, max_records=self._max_records
+                    )
+                finally:
+                    self._fetching = False
+                async with self._busy, asyncio.TaskGroup() as partitions:
+                    for tp, records in batch.items():
+                        partitions.create_task(self._drain(tp, records))
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+        except Exception:
+            # Nothing was committed past the failure, so a restarted member picks it up again.
+            log.exception("kafka.consumer_crashed", group=self.group)
+            await close_and_leave(self._consumer)  # hand the partitions to healthy members now
+
+    async def _drain(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        """Handle one partition's records in order, committing after each."""
+        assert self._consumer is not None
+        for record in records:
+            if self._stopping or tp not in self.partitions or not await self._handle(record):
+                self._rewind(tp, record.offset)
+                return
+            try:
+                await self._consumer.commit({tp: record.offset + 1})
+            except CommitFailedError:
+                log.warning("kafka.commit_lost_to_rebalance", partition=str(tp))
+                self._rewind(tp, record.offset)
+                return
+
+    def _rewind(self, tp: TopicPartition, offset: int) -> None:
+        """Fetch from `offset` again, so no later commit can pass over a record not handled."""
+        assert self._consumer is not None
+        with suppress(IllegalStateError):  # not ours any more: its next owner starts there
+            self._consumer.seek(tp, offset)
+
+    async def _handle(self, record: ConsumerRecord) -> bool:
+        """Run the handler with retries; False if a stop or rebalance cut the retries short."""
+        channel = record.topic.removeprefix(self._bus.prefix)
+        try:
+            envelope = decode(record.value or b"")
+        except MalformedMessage as exc:
+            await self._dead_letter(record, channel, exc, attempts=1)
+            return True
+        with structlog.contextvars.bound_contextvars(
+            correlation_id=envelope.correlationid, message_id=envelope.id
+        ):
+            attempt = 1
+            while True:
+                try:
+                    with HANDLER_SECONDS.labels(broker="kafka", channel=channel).time():
+                        await self._handler(envelope)
+                except PermanentError as exc:
+                    await self._dead_letter(record, channel, exc, attempts=attempt)
+                    return True
+                except Exception as exc:
+                    if attempt >= self._retry.attempts:
+                        await self._dead_letter(record, channel, exc, attempts=attempt)
+                        return True
+                    MESSAGES_RETRIED.labels(broker="kafka", channel=channel).inc()
+                    delay = self._retry.delay_after(attempt)
+                    log.warning("kafka.retry", attempt=attempt, delay=delay, error=repr(exc))
+                    if not await self._backoff(delay):
+                        return False
+                    attempt += 1
+                else:
+                    MESSAGES_CONSUMED.labels(broker="kafka", channel=channel).inc()
+                    return True
+
+    async def _backoff(self, delay: float) -> bool:
+        """Wait before another attempt; False if a stop or rebalance came first."""
+        try:
+            async with asyncio.timeout(delay):
+                await self._interrupted.wait()
+        except TimeoutError:
+            return True
+        return False
+
+    async def _dead_letter(
+        self, record: ConsumerRecord, channel: str, exc: BaseException, *, attempts: int
+    ) -> None:
+        """Park the record as it came, with why, in `<topic>.dlt`; raises unless acknowledged."""
+        await self._bus.send_record(
+            record.topic + DEAD_LETTER_SUFFIX,
+            record.value,
+            key=record.key,
+            headers=[*record.headers, *parking_headers(record, exc, attempts)],
+        )
+        MESSAGES_DEAD_LETTERED.labels(broker="kafka", channel=channel).inc()
+        log.error(
+            "kafka.dead_lettered",
+            topic=channel,
+            partition=record.partition,
+            offset=record.offset,
+            attempts=attempts,
+            error=repr(exc),
+        )
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Keeps the member's view of its partitions, and lets in-flight records finish first."""
+
+    def __init__(self, member: KafkaConsumer) -> None:
+        self._member = member
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        member = self._member
+        member.partitions = member.partitions - frozenset(revoked)
+        member.assigned.clear()
+        member._interrupted.set()
+        async with member._busy:  # the record in flight commits before the group moves on
+            pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        member = self._member
+        member.partitions = frozenset(assigned)
+        if not member._stopping:
+            member._interrupted.clear()
+        member.assigned.set()
+        log.info("kafka.assigned", group=member.group, partitions=sorted(map(str, assigned)))

@@ -1,0 +1,312 @@
+"""The Kafka adapter against a real Kafka-protocol broker: delivery, order, commits, retries, DLT."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from shared.channels import Channel
+from shared.envelope import Envelope, encode, new_envelope
+from shared.errors import PermanentError, TransientError
+from shared.kafka import KafkaBus, KafkaConsumer, KafkaRetry
+from tests.support.eventually import eventually
+from tests.support.kafka_probe import committed, header_map, read_records, record_count
+
+pytestmark = pytest.mark.integration
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+QUICK_RETRY = KafkaRetry(attempts=3, backoff=(0.01,))
+ORDERS = Channel.kafka("orders.events")
+
+StartMember = Callable[..., Awaitable[KafkaConsumer]]
+
+
+@pytest.fixture
+async def bus(stack, names: str) -> AsyncIterator[KafkaBus]:
+    bus = KafkaBus(stack.kafka_bootstrap, prefix=names, fast_join=True)
+    await bus.start()
+    yield bus
+    await bus.stop()
+
+
+@pytest.fixture
+async def start_member(bus: KafkaBus) -> AsyncIterator[StartMember]:
+    """Start a group member and wait for its assignment; every one is stopped afterwards."""
+    members: list[KafkaConsumer] = []
+
+    async def start(topic: str, group: str, handler, retry: KafkaRetry = QUICK_RETRY):
+        member = bus.consumer([topic], group, handler, retry=retry)
+        members.append(member)
+        await member.start()
+        await member.wait_assigned()
+        return member
+
+    yield start
+    for member in members:
+        await member.stop()
+
+
+def order_event(subject: str, **data: object) -> Envelope:
+    return new_envelope(type="order.created", source="orders", subject=subject, data=data)
+
+
+def metric(name: str, channel: str = "orders.events") -> float:
+    value = REGISTRY.get_sample_value(name, {"broker": "kafka", "channel": channel})
+    return value or 0.0
+
+
+async def test_published_envelope_arrives_intact_with_key_and_headers(bus, start_member, names):
+    await bus.ensure_topics({"users.events": 3})
+    received: dict[str, Envelope] = {}
+
+    async def handle(envelope: Envelope) -> None:
+        received[envelope.id] = envelope
+
+    await start_member("users.events", "orders", handle)
+    by_subject = new_envelope(
+        type="user.registered", source="users", subject="user-1", data={"email": "a@example.org"}
+    )
+    by_key = new_envelope(type="user.updated", source="users", subject="user-2", data={})
+    channel = Channel.kafka("users.events")
+    await bus.publish(channel, by_subject, headers={"traceparent": "00-abc-def-01"})
+    await bus.publish(channel, by_key, key="explicit-key")
+
+    await eventually(lambda: len(received) == 2)
+    assert received == {by_subject.id: by_subject, by_key.id: by_key}
+
+    records = await read_records(bus.bootstrap, names + "users.events", partitions=3, count=2)
+    by_id = {header_map(r)["ce_id"]: r for r in records}
+    first, second = by_id[by_subject.id], by_id[by_key.id]
+    assert first.key == b"user-1"
+    assert second.key == b"explicit-key"
+    assert header_map(first) == {
+        "content-type": "application/cloudevents+json",
+        "ce_type": "user.registered",
+        "ce_id": by_subject.id,
+        "traceparent": "00-abc-def-01",
+    }
+    assert first.value == encode(by_subject)
+
+
+async def test_one_keys_records_share_a_partition_and_are_handled_in_order(
+    bus, start_member, names
+):
+    await bus.ensure_topics({"orders.events": 3})
+    handled: list[tuple[str, int]] = []
+
+    async def handle(envelope: Envelope) -> None:
+        handled.append((envelope.subject, envelope.data["seq"]))
+
+    await start_member("orders.events", "payments", handle)
+    subjects = [f"order-{n}" for n in range(6)]
+    for seq in range(10):
+        for subject in subjects:
+            await bus.publish(ORDERS, order_event(subject, seq=seq))
+
+    await eventually(lambda: len(handled) == 60)
+    for subject in subjects:
+        assert [seq for s, seq in handled if s == subject] == list(range(10))
+
+    records = await read_records(bus.bootstrap, names + "orders.events", partitions=3, count=60)
+    partitions = {
+        subject: {r.partition for r in records if r.key == subject.encode()} for subject in subjects
+    }
+    assert all(len(p) == 1 for p in partitions.values()), partitions
+    assert len(set().union(*partitions.values())) > 1, "keys should spread over partitions"
+
+
+async def test_records_a_killed_member_did_not_commit_go_to_another_member(
+    bus, start_member, names
+):
+    await bus.ensure_topics({"orders.events": 1})
+    events = [order_event(f"order-{n}", seq=n) for n in range(5)]
+    for event in events:
+        await bus.publish(ORDERS, event)
+    ids = [e.id for e in events]
+
+    member = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.support.kafka_member",
+        bus.bootstrap, names, "orders.events", "payments", ids[2],
+        cwd=REPOSITORY, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        reported: list[dict] = []
+        async with asyncio.timeout(30):
+            while "holding" not in (reported[-1] if reported else {}):
+                line = await member.stdout.readline()
+                assert line, f"member exited early after {reported}"
+                reported.append(json.loads(line))
+        assert [r["handled"] for r in reported if "handled" in r] == ids[:2]
+        assert reported[-1] == {"holding": ids[2]}
+    finally:
+        os.kill(member.pid, signal.SIGKILL)
+        await member.wait()
+
+    handled: list[str] = []
+
+    async def handle(envelope: Envelope) -> None:
+        handled.append(envelope.id)
+
+    await start_member("orders.events", "payments", handle)
+    await eventually(lambda: len(handled) >= 3, timeout=15)
+    assert handled == ids[2:]
+    group, topic = names + "payments", names + "orders.events"
+    await eventually(lambda: _committed_is(bus, group, topic, [5]))
+
+
+async def test_transient_failure_is_retried_then_succeeds(bus, start_member, names):
+    await bus.ensure_topics({"orders.events": 1})
+    attempts: list[str] = []
+    handled: list[str] = []
+
+    async def handle(envelope: Envelope) -> None:
+        attempts.append(envelope.id)
+        if len(attempts) < 3:
+            raise TransientError("database busy")
+        handled.append(envelope.id)
+
+    retried_before = metric("switchyard_messages_retried_total")
+    await start_member("orders.events", "payments", handle)
+    event = order_event("order-1")
+    await bus.publish(ORDERS, event)
+
+    await eventually(lambda: handled == [event.id])
+    assert attempts == [event.id] * 3
+    assert metric("switchyard_messages_retried_total") - retried_before == 2
+    group, topic = names + "payments", names + "orders.events"
+    await eventually(lambda: _committed_is(bus, group, topic, [1]))
+    assert await record_count(bus.bootstrap, topic + ".dlt", partitions=1) == 0
+
+
+async def test_persistent_failure_is_dead_lettered_and_the_next_record_handled(
+    bus, start_member, names
+):
+    await bus.ensure_topics({"orders.events": 1})
+    attempts: list[str] = []
+    handled: list[str] = []
+    failing, following = order_event("order-bad"), order_event("order-good")
+
+    async def handle(envelope: Envelope) -> None:
+        attempts.append(envelope.id)
+        if envelope.id == failing.id:
+            raise RuntimeError("database unavailable")
+        handled.append(envelope.id)
+
+    parked_before = metric("switchyard_messages_dead_lettered_total")
+    await start_member("orders.events", "payments", handle)
+    await bus.publish(ORDERS, failing)
+    await bus.publish(ORDERS, following)
+
+    await eventually(lambda: handled == [following.id])
+    assert attempts == [failing.id] * 3 + [following.id]
+    topic = names + "orders.events"
+    [parked] = await read_records(bus.bootstrap, topic + ".dlt", partitions=1, count=1)
+    assert parked.value == encode(failing)
+    assert parked.key == b"order-bad"
+    headers = header_map(parked)
+    assert headers["ce_id"] == failing.id  # the original headers travel along
+    assert {k: v for k, v in headers.items() if k.startswith("x-")} == {
+        "x-error-type": "RuntimeError",
+        "x-error-message": "database unavailable",
+        "x-attempts": "3",
+        "x-original-topic": topic,
+        "x-original-partition": "0",
+        "x-original-offset": "0",
+    }
+    assert metric("switchyard_messages_dead_lettered_total") - parked_before == 1
+    await eventually(lambda: _committed_is(bus, names + "payments", topic, [2]))
+
+
+async def test_permanent_error_is_dead_lettered_without_retry(bus, start_member, names):
+    await bus.ensure_topics({"orders.events": 1})
+    attempts: list[str] = []
+
+    async def handle(envelope: Envelope) -> None:
+        attempts.append(envelope.id)
+        raise PermanentError("order total is negative")
+
+    await start_member("orders.events", "payments", handle)
+    event = order_event("order-1")
+    await bus.publish(ORDERS, event)
+
+    topic = names + "orders.events"
+    [parked] = await read_records(bus.bootstrap, topic + ".dlt", partitions=1, count=1)
+    headers = header_map(parked)
+    assert (headers["x-error-type"], headers["x-attempts"]) == ("PermanentError", "1")
+    assert headers["x-error-message"] == "order total is negative"
+    assert attempts == [event.id]
+    await eventually(lambda: _committed_is(bus, names + "payments", topic, [1]))
+
+
+@pytest.mark.parametrize(
+    "poison",
+    [b"not json at all", b'{"hello": "world"}'],
+    ids=["not-json", "not-an-envelope"],
+)
+async def test_poison_record_is_dead_lettered_at_once(bus, start_member, names, poison):
+    await bus.ensure_topics({"orders.events": 1})
+    handled: list[str] = []
+
+    async def handle(envelope: Envelope) -> None:
+        handled.append(envelope.id)
+
+    await start_member("orders.events", "payments", handle)
+    topic = names + "orders.events"
+    await bus.send_record(topic, poison, key=b"order-1", headers=[])
+    following = order_event("order-1")
+    await bus.publish(ORDERS, following)
+
+    await eventually(lambda: handled == [following.id])
+    [parked] = await read_records(bus.bootstrap, topic + ".dlt", partitions=1, count=1)
+    assert parked.value == poison
+    headers = header_map(parked)
+    assert (headers["x-error-type"], headers["x-attempts"]) == ("MalformedMessage", "1")
+    assert headers["x-original-offset"] == "0"
+
+
+async def test_graceful_stop_finishes_and_commits_the_record_in_flight(bus, start_member, names):
+    await bus.ensure_topics({"orders.events": 1})
+    in_flight, release = asyncio.Event(), asyncio.Event()
+    handled: list[str] = []
+    first, second = order_event("order-1"), order_event("order-2")
+
+    async def handle_slowly(envelope: Envelope) -> None:
+        if envelope.id == first.id:
+            in_flight.set()
+            await release.wait()
+        handled.append(envelope.id)
+
+    member = await start_member("orders.events", "payments", handle_slowly)
+    await bus.publish(ORDERS, first)
+    await bus.publish(ORDERS, second)
+    await eventually(in_flight.is_set)
+    stopping = asyncio.create_task(member.stop())
+    await eventually(lambda: member.stopping)
+    release.set()
+    await stopping
+    assert handled == [first.id]  # the record in flight finished, nothing after it started
+    topic = names + "orders.events"
+    assert await committed(bus.bootstrap, names + "payments", topic, partitions=1) == [1]
+
+    seen_by_successor: list[str] = []
+
+    async def handle(envelope: Envelope) -> None:
+        seen_by_successor.append(envelope.id)
+
+    await start_member("orders.events", "payments", handle)
+    third = order_event("order-3")
+    await bus.publish(ORDERS, third)
+    await eventually(lambda: len(seen_by_successor) >= 2)
+    assert seen_by_successor == [second.id, third.id]
+
+
+async def _committed_is(bus: KafkaBus, group: str, topic: str, expected: list[int]) -> bool:
+    return await committed(bus.bootstrap, group, topic, partitions=len(expected)) == expected
