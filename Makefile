@@ -26,7 +26,7 @@ down: install ## Stop everything `make up` started
 status: install ## One table of server health, read from the real servers
 	@$(BIN)/switchyard stack status
 
-logs: install ## Show the servers' logs (SERVICE=postgres|rabbitmq|kafka, FOLLOW=1)
+logs: install ## Show logs (SERVICE=users|orders|payments|postgres|rabbitmq|kafka, FOLLOW=1)
 	@$(BIN)/switchyard stack logs $(SERVICE) $(if $(FOLLOW),--follow)
 
 test: install ## Run the whole suite (starts its own servers unless URLs are in the environment)
@@ -52,3 +52,7 @@ lock: ## Re-lock requirements.lock from pyproject.toml
 
 clean: down ## Stop the stack and remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+.PHONY: demo
+demo: up ## Walk one order through the running stack, step by step
+	@$(BIN)/switchyard demo

@@ -13,10 +13,14 @@ def configure_logging(format: str = "console", level: str = "INFO") -> None:
     renderer = (
         structlog.processors.JSONRenderer()
         if format == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # Plain tracebacks: the rich formatter spends seconds rendering local variables.
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     shared_processors = [
         structlog.contextvars.merge_contextvars,
+        structlog.processors.format_exc_info if format == "json" else _keep,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -42,3 +46,7 @@ def configure_logging(format: str = "console", level: str = "INFO") -> None:
     # aiokafka and aio-pika narrate every reconnect at INFO; keep their warnings only.
     for noisy in ("aiokafka", "aio_pika", "aiormq", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _keep(logger, method, event_dict):
+    return event_dict

@@ -14,5 +14,13 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(webhook_app, name="webhook")
 
 
+@app.command()
+def demo() -> None:
+    """Walk one order through the running stack: user, order, payment webhook, paid, stats."""
+    from switchyard.demo import main
+
+    main()
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,53 @@
+"""Routing a consumed envelope to the handler registered for its type, exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.envelope import Envelope
+from shared.errors import PermanentError
+from shared.inbox import InboxGuard
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+
+
+class Dispatcher:
+    """One consumer's handlers by message type, behind its inbox guard.
+
+    Types the consumer has no handler for are acknowledged and ignored (a topic carries more
+    event types than any one consumer reads). A payload the handler's own model rejects can never
+    succeed, so it is parked at once instead of being retried.
+    """
+
+    def __init__(
+        self,
+        consumer: str,
+        handlers: Mapping[str, Handler],
+        sessions: async_sessionmaker[AsyncSession],
+        inbox,
+    ) -> None:
+        self.consumer = consumer
+        self.handlers = dict(handlers)
+        self._guarded = InboxGuard(sessions, inbox, consumer).wrap(self._apply)
+
+    async def __call__(self, envelope: Envelope) -> None:
+        if envelope.type not in self.handlers:
+            log.debug("message type ignored", consumer=self.consumer, type=envelope.type)
+            return
+        structlog.contextvars.bind_contextvars(correlation_id=envelope.correlationid)
+        try:
+            await self._guarded(envelope)
+        finally:
+            structlog.contextvars.unbind_contextvars("correlation_id")
+
+    async def _apply(self, session: AsyncSession, envelope: Envelope) -> None:
+        try:
+            await self.handlers[envelope.type](session, envelope)
+        except ValidationError as exc:
+            raise PermanentError(f"{envelope.type} payload rejected: {exc}") from exc

@@ -1,0 +1,99 @@
+"""Inbox: a consumer records each message id in its effect's transaction, so effects happen once."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared import metrics
+from shared.envelope import Envelope, encode
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+GuardedHandler = Callable[[Envelope], Awaitable[None]]
+
+
+def inbox_table(metadata: sa.MetaData, schema: str) -> sa.Table:
+    """The `inbox` table of one service's schema: one row per (consumer, message) handled."""
+    return sa.Table(
+        "inbox",
+        metadata,
+        sa.Column("consumer", sa.Text, primary_key=True),
+        sa.Column("message_id", sa.Text, primary_key=True),
+        sa.Column("type", sa.Text, nullable=False),
+        sa.Column(
+            "received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        # Raw body as received (text, not jsonb, so a signed webhook keeps its exact bytes).
+        sa.Column("payload", sa.Text),
+        schema=schema,
+    )
+
+
+class InboxGuard:
+    """Runs a handler at most once per message id for one consumer."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        table: sa.Table,
+        consumer: str,
+        *,
+        keep_payload: bool = False,
+    ) -> None:
+        self._sessions = sessions
+        self._table = table
+        self._consumer = consumer
+        self._keep_payload = keep_payload
+
+    def wrap(self, handler: Handler) -> GuardedHandler:
+        """Turn `handler(session, envelope)` into `guarded(envelope)` for a transport.
+
+        The handler works in the given session and must not commit: the guard commits its
+        effect together with the inbox row.
+        """
+
+        async def guarded(envelope: Envelope) -> None:
+            async with self._sessions.begin() as session:
+                if not await self._record(session, envelope):
+                    log.info(
+                        "duplicate skipped",
+                        consumer=self._consumer,
+                        id=envelope.id,
+                        type=envelope.type,
+                    )
+                    metrics.DUPLICATES_SKIPPED.labels(self._consumer).inc()
+                    return  # the transport acks: the effect is already committed
+                # Same session, same transaction: the effect and the inbox row commit together,
+                # and a handler that raises rolls both back so a redelivery is processed again.
+                await handler(session, envelope)
+
+        guarded.__name__ = getattr(handler, "__name__", "guarded")
+        guarded.__qualname__ = getattr(handler, "__qualname__", "guarded")
+        return guarded
+
+    __call__ = wrap
+
+    async def _record(self, session: AsyncSession, envelope: Envelope) -> bool:
+        """Insert the inbox row; False when this consumer already has it.
+
+        A concurrent delivery of the same id blocks on the primary key until the first
+        transaction ends, then sees the row (duplicate) or, if that one rolled back, takes over.
+        """
+        statement = (
+            insert(self._table)
+            .values(
+                consumer=self._consumer,
+                message_id=envelope.id,
+                type=envelope.type,
+                payload=encode(envelope).decode() if self._keep_payload else None,
+            )
+            .on_conflict_do_nothing(index_elements=["consumer", "message_id"])
+            .returning(self._table.c.message_id)
+        )
+        return (await session.execute(statement)).first() is not None

@@ -1,0 +1,171 @@
+"""The inbox against real Postgres: a message's effect happens once, however often it arrives."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import prometheus_client
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from shared.db import make_engine, make_sessions
+from shared.envelope import Envelope, new_envelope
+from shared.inbox import InboxGuard, inbox_table
+from tests.support.eventually import eventually
+
+pytestmark = pytest.mark.integration
+
+CONCURRENT_DELIVERIES = 5
+
+
+class HandlerFailed(Exception):
+    pass
+
+
+@pytest.fixture
+async def engine(database) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(database.admin_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def tables(engine: AsyncEngine, names: str) -> tuple[sa.Table, sa.Table]:
+    """This test's own schema with an inbox and the table the handler writes its effect to."""
+    schema = names.rstrip(".")
+    metadata = sa.MetaData()
+    inbox = inbox_table(metadata, schema)
+    effects = sa.Table(
+        "payments_recorded",
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("order_id", sa.Text, nullable=False),
+        schema=schema,
+    )
+    async with engine.begin() as conn:
+        await conn.execute(sa.schema.CreateSchema(schema))
+        await conn.run_sync(metadata.create_all)
+    return inbox, effects
+
+
+@pytest.fixture
+def consumer(names: str) -> str:
+    return names + "orders.payment-events"
+
+
+def payment_succeeded() -> Envelope:
+    return new_envelope(
+        type="payment.succeeded", source="payments", subject="order-1", data={"order_id": "order-1"}
+    )
+
+
+def recording(effects: sa.Table):
+    """A handler whose effect is one row per call."""
+
+    async def record_payment(session: AsyncSession, envelope: Envelope) -> None:
+        await session.execute(sa.insert(effects).values(order_id=envelope.subject))
+
+    return record_payment
+
+
+async def count(engine: AsyncEngine, table: sa.Table) -> int:
+    async with engine.connect() as conn:
+        return await conn.scalar(sa.select(sa.func.count()).select_from(table))
+
+
+def duplicates_skipped(consumer: str) -> float:
+    value = prometheus_client.REGISTRY.get_sample_value(
+        "switchyard_inbox_duplicates_total", {"consumer": consumer}
+    )
+    return value or 0.0
+
+
+async def test_same_message_twice_has_one_effect(engine, tables, consumer):
+    inbox, effects = tables
+    handle = InboxGuard(make_sessions(engine), inbox, consumer).wrap(recording(effects))
+    envelope = payment_succeeded()
+
+    await handle(envelope)
+    await handle(envelope)  # a redelivery: acknowledged, not raised
+
+    assert await count(engine, effects) == 1
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(inbox.c.consumer, inbox.c.message_id))).all()
+    assert rows == [(consumer, envelope.id)]
+    assert duplicates_skipped(consumer) == 1
+
+
+async def test_failing_handler_leaves_neither_effect_nor_inbox_row(engine, tables, consumer):
+    inbox, effects = tables
+    guard = InboxGuard(make_sessions(engine), inbox, consumer)
+    record_payment = recording(effects)
+
+    async def record_then_fail(session: AsyncSession, envelope: Envelope) -> None:
+        await record_payment(session, envelope)
+        raise HandlerFailed("downstream check failed")
+
+    envelope = payment_succeeded()
+    with pytest.raises(HandlerFailed):
+        await guard.wrap(record_then_fail)(envelope)
+    assert (await count(engine, effects), await count(engine, inbox)) == (0, 0)
+
+    await guard.wrap(record_payment)(envelope)  # the redelivery is processed
+    assert (await count(engine, effects), await count(engine, inbox)) == (1, 1)
+    assert duplicates_skipped(consumer) == 0
+
+
+async def waiting_on_the_inbox(engine: AsyncEngine, waiting: int) -> None:
+    """Until `waiting` other transactions are blocked on the inbox row's primary key."""
+
+    async def blocked() -> bool:
+        async with engine.connect() as conn:
+            statement = sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO %inbox%'"
+            )
+            return await conn.scalar(statement) == waiting
+
+    await eventually(blocked, message=f"{waiting} deliveries blocked on the inbox")
+
+
+async def test_concurrent_duplicate_deliveries_have_one_effect(engine, tables, consumer):
+    inbox, effects = tables
+    record_payment = recording(effects)
+
+    async def record_while_duplicates_wait(session: AsyncSession, envelope: Envelope) -> None:
+        await record_payment(session, envelope)
+        # Hold the transaction open until every other delivery is inside its own.
+        await waiting_on_the_inbox(engine, CONCURRENT_DELIVERIES - 1)
+
+    handle = InboxGuard(make_sessions(engine), inbox, consumer).wrap(record_while_duplicates_wait)
+    envelope = payment_succeeded()
+    await asyncio.gather(*(handle(envelope) for _ in range(CONCURRENT_DELIVERIES)))
+
+    assert await count(engine, effects) == 1
+    assert duplicates_skipped(consumer) == CONCURRENT_DELIVERIES - 1
+
+
+async def test_concurrent_duplicate_takes_over_when_the_first_delivery_fails(
+    engine, tables, consumer
+):
+    inbox, effects = tables
+    record_payment = recording(effects)
+    calls = 0
+
+    async def first_fails(session: AsyncSession, envelope: Envelope) -> None:
+        nonlocal calls
+        calls += 1
+        await record_payment(session, envelope)
+        if calls == 1:
+            await waiting_on_the_inbox(engine, 1)
+            raise HandlerFailed("first delivery fails after the second arrived")
+
+    handle = InboxGuard(make_sessions(engine), inbox, consumer).wrap(first_fails)
+    envelope = payment_succeeded()
+    outcomes = await asyncio.gather(handle(envelope), handle(envelope), return_exceptions=True)
+
+    assert sorted(type(o).__name__ for o in outcomes) == ["HandlerFailed", "NoneType"]
+    assert (await count(engine, effects), await count(engine, inbox)) == (1, 1)
+    assert calls == 2

@@ -1,0 +1,327 @@
+"""The transactional outbox against real Postgres, Kafka and RabbitMQ, including a broker outage."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+
+import aio_pika
+import prometheus_client
+import pytest
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncEngine
+from yarl import URL
+
+from shared.channels import Channel
+from shared.db import make_engine, make_sessions
+from shared.envelope import Envelope, decode, new_envelope
+from shared.kafka import KafkaBus
+from shared.outbox import add_to_outbox, notify_channel, outbox_table
+from shared.outbox_relay import OutboxRelay
+from shared.rabbit import RabbitBus
+from tests.support.eventually import eventually
+from tests.support.proxy import TcpProxy
+
+pytestmark = pytest.mark.integration
+
+TOPIC = "orders.events"
+PARTITIONS = 3
+ORDERS_EVENTS = Channel.kafka(TOPIC)
+PAYMENT_REQUESTED = Channel.rabbit("payments.commands", "payment.requested")
+PAYMENT_REQUESTS = "payments.payment-requests"
+END_MARKER = b"end of test"
+
+
+@pytest.fixture
+async def engine(database) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(database.admin_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def outbox(engine: AsyncEngine, names: str) -> sa.Table:
+    """This test's own schema with an outbox and a business table beside it."""
+    schema = names.rstrip(".")
+    metadata = sa.MetaData()
+    table = outbox_table(metadata, schema)
+    sa.Table("orders", metadata, sa.Column("id", sa.Text, primary_key=True), schema=schema)
+    async with engine.begin() as conn:
+        await conn.execute(sa.schema.CreateSchema(schema))
+        await conn.run_sync(metadata.create_all)
+    return table
+
+
+@pytest.fixture
+async def kafka(stack, names: str) -> AsyncIterator[KafkaBus]:
+    bus = KafkaBus(stack.kafka_bootstrap, prefix=names)
+    await bus.ensure_topics({TOPIC: PARTITIONS})
+    await bus.start()
+    yield bus
+    await bus.stop()
+
+
+def order_event(order_id: str, type: str = "order.created", **data: object) -> Envelope:
+    return new_envelope(type=type, source="orders", subject=order_id, data={"id": order_id, **data})
+
+
+async def place_order(
+    engine: AsyncEngine, outbox: sa.Table, channel: Channel, envelope: Envelope
+) -> None:
+    """A business write and the message it owes, in one transaction."""
+    orders = outbox.metadata.tables[f"{outbox.schema}.orders"]
+    async with make_sessions(engine).begin() as session:
+        await session.execute(sa.insert(orders).values(id=envelope.id))
+        await add_to_outbox(session, outbox, channel, envelope)
+
+
+async def outbox_rows(engine: AsyncEngine, outbox: sa.Table) -> list[sa.Row]:
+    async with engine.connect() as conn:
+        return list(await conn.execute(sa.select(outbox).order_by(outbox.c.id)))
+
+
+async def all_sent(engine: AsyncEngine, outbox: sa.Table, count: int) -> bool:
+    rows = await outbox_rows(engine, outbox)
+    return len(rows) == count and all(row.sent_at is not None for row in rows)
+
+
+async def test_rows_of_a_rolled_back_transaction_are_never_published(
+    engine, outbox, kafka, stack, names
+):
+    doomed, kept = order_event("order-1"), order_event("order-2")
+    sessions = make_sessions(engine)
+    async with sessions() as session:
+        await add_to_outbox(session, outbox, ORDERS_EVENTS, doomed)
+        await session.rollback()
+    async with sessions.begin() as session:
+        await add_to_outbox(session, outbox, ORDERS_EVENTS, kept)
+
+    relay = OutboxRelay(engine, outbox, {"kafka": kafka})
+    assert await relay.run_once() == 1
+
+    assert [row.message_id for row in await outbox_rows(engine, outbox)] == [kept.id]
+    records = await everything_on(stack.kafka_bootstrap, names + TOPIC)
+    assert [decode(record.value).id for record in records] == [kept.id]
+
+
+async def test_committed_rows_are_published_in_order_and_marked_sent(
+    engine, outbox, kafka, stack, names
+):
+    events = [
+        order_event("order-1"),
+        order_event("order-2"),
+        order_event("order-1", "order.paid"),
+        order_event("order-1", "order.refunded"),
+    ]
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    async with make_sessions(engine).begin() as session:
+        for event in events:
+            await add_to_outbox(
+                session, outbox, ORDERS_EVENTS, event, headers={"traceparent": traceparent}
+            )
+
+    relay = OutboxRelay(engine, outbox, {"kafka": kafka})
+    assert await relay.run_once() == len(events)
+    assert await relay.run_once() == 0  # nothing is published twice
+
+    rows = await outbox_rows(engine, outbox)
+    assert [(r.attempts, r.last_error, r.sent_at is not None) for r in rows] == [
+        (1, None, True)
+    ] * len(events)
+    records = await everything_on(stack.kafka_bootstrap, names + TOPIC)
+    assert len(records) == len(events)
+    by_key: defaultdict[bytes, list[str]] = defaultdict(list)
+    for record in records:  # sorted by partition and offset: the order the broker keeps
+        envelope = decode(record.value)
+        assert envelope == next(e for e in events if e.id == envelope.id)
+        assert ("traceparent", traceparent.encode()) in record.headers
+        by_key[record.key].append(envelope.id)
+    assert by_key == {
+        b"order-1": [events[0].id, events[2].id, events[3].id],
+        b"order-2": [events[1].id],
+    }
+
+
+async def listeners(engine: AsyncEngine, outbox: sa.Table) -> int:
+    """How many connections LISTEN for this outbox's NOTIFY."""
+    async with engine.connect() as conn:
+        statement = sa.text("SELECT count(*) FROM pg_stat_activity WHERE query = :listen")
+        listen = f'LISTEN "{notify_channel(outbox)}"'
+        return await conn.scalar(statement, {"listen": listen})
+
+
+async def test_relay_wakes_on_notify_long_before_its_poll(engine, outbox, kafka):
+    relay = OutboxRelay(engine, outbox, {"kafka": kafka}, poll_interval=30)
+    await relay.start()
+    try:
+        await eventually(lambda: listeners(engine, outbox), message="relay LISTENs")
+        for count, order_id in enumerate(("order-1", "order-2"), start=1):
+            await place_order(engine, outbox, ORDERS_EVENTS, order_event(order_id))
+            await eventually(lambda c=count: all_sent(engine, outbox, c), timeout=5)
+    finally:
+        await relay.stop()
+
+
+async def test_relay_keeps_going_through_a_database_outage(engine, outbox, kafka, database):
+    url = sa.make_url(database.admin_url)
+    async with TcpProxy(url.host, url.port) as proxy:
+        through_proxy = url.set(host=proxy.host, port=proxy.port)
+        relay = OutboxRelay(
+            through_proxy.render_as_string(hide_password=False),
+            outbox,
+            {"kafka": kafka},
+            poll_interval=0.2,
+            max_backoff=0.5,
+        )
+        await relay.start()
+        try:
+            await eventually(lambda: listeners(engine, outbox), message="relay LISTENs")
+            proxy.cut()
+            for order_id in ("order-1", "order-2"):
+                await place_order(engine, outbox, ORDERS_EVENTS, order_event(order_id))
+            # The listener retries once a second; more refusals than that mean rounds failed too.
+            await eventually(lambda: proxy.refused >= 6, message="relay rounds fail")
+            assert await listeners(engine, outbox) == 0
+            proxy.restore()
+            await eventually(lambda: all_sent(engine, outbox, 2), timeout=15)
+            await eventually(lambda: listeners(engine, outbox), message="relay LISTENs again")
+        finally:
+            await relay.stop()
+
+
+async def test_outbox_survives_a_broker_outage_and_keeps_order_per_subject(
+    engine, outbox, stack, names
+):
+    subjects = ["order-1", "order-2", "order-3"]
+    async with RabbitBus(stack.amqp_url, prefix=names) as topology:
+        await topology.declare_exchange(PAYMENT_REQUESTED.name, "direct")
+        await topology.declare_queue(
+            PAYMENT_REQUESTS,
+            exchange=PAYMENT_REQUESTED.name,
+            routing_keys=[PAYMENT_REQUESTED.routing_key],
+        )
+    amqp = URL(stack.amqp_url)
+    async with TcpProxy(amqp.host, amqp.port) as proxy:
+        # Reconnect faster than aio-pika's default 5 s, to keep the test short.
+        proxied = amqp.with_host(proxy.host).with_port(proxy.port)
+        proxied = str(proxied.update_query(reconnect_interval=0.5))
+        async with RabbitBus(proxied, prefix=names, confirm_timeout=1) as rabbit:
+            relay = OutboxRelay(engine, outbox, {"rabbit": rabbit}, max_backoff=1)
+            await relay.start()
+            try:
+                proxy.cut()
+                expected: defaultdict[str, list[str]] = defaultdict(list)
+                for step in range(4):
+                    for subject in subjects:
+                        event = order_event(subject, "payment.requested", step=step)
+                        await place_order(engine, outbox, PAYMENT_REQUESTED, event)
+                        expected[subject].append(event.id)
+
+                async def each_subject_failed() -> bool:
+                    rows = await outbox_rows(engine, outbox)
+                    assert all(row.sent_at is None for row in rows)
+                    return {row.key for row in rows if row.last_error} == set(subjects)
+
+                await eventually(each_subject_failed, timeout=30)
+                rows = await outbox_rows(engine, outbox)
+                # Only the head of each subject is tried; the rest wait behind it, in order.
+                heads = {expected[s][0] for s in subjects}
+                assert {r.message_id for r in rows if r.attempts} == heads
+                backlog = prometheus_client.REGISTRY.get_sample_value(
+                    "switchyard_outbox_backlog", {"schema": outbox.schema}
+                )
+                assert backlog == len(rows)
+
+                proxy.restore()
+                await eventually(lambda: all_sent(engine, outbox, len(rows)), timeout=30)
+            finally:
+                await relay.stop()
+
+    received = await drain(stack.amqp_url, names + PAYMENT_REQUESTS, count=len(rows))
+    by_subject: defaultdict[str, list[str]] = defaultdict(list)
+    for envelope in received:
+        by_subject[envelope.subject].append(envelope.id)
+    assert by_subject == expected
+    async with engine.connect() as conn:
+        orders = outbox.metadata.tables[f"{outbox.schema}.orders"]
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(orders)) == len(rows)
+
+
+async def test_two_relays_publish_each_of_200_rows_exactly_once(
+    engine, outbox, kafka, stack, names, database
+):
+    events = [order_event(f"order-{n % 20}", step=n) for n in range(200)]
+    sessions = make_sessions(engine)
+    for start in range(0, len(events), 20):
+        async with sessions.begin() as session:
+            for event in events[start : start + 20]:
+                await add_to_outbox(session, outbox, ORDERS_EVENTS, event)
+
+    # One relay shares the test's engine, the other builds its own from the URL, like a second
+    # service instance would.
+    relays = [
+        OutboxRelay(source, outbox, {"kafka": kafka}, batch_size=10, poll_interval=0.2)
+        for source in (engine, database.admin_url)
+    ]
+    await asyncio.gather(*(relay.start() for relay in relays))
+    try:
+        await eventually(lambda: all_sent(engine, outbox, len(events)), timeout=60)
+    finally:
+        await asyncio.gather(*(relay.stop() for relay in relays))
+
+    records = await everything_on(stack.kafka_bootstrap, names + TOPIC)
+    published = Counter(decode(record.value).id for record in records)
+    assert published == Counter(event.id for event in events)
+
+
+async def everything_on(bootstrap: str, topic: str) -> list[ConsumerRecord]:
+    """Every record on a topic by partition and offset, bypassing the adapter under test.
+
+    End offsets cannot say where a topic ends (Tansu reports the last batch's base offset + 1),
+    so an end marker goes to each partition and the topic is read up to the markers.
+    """
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for partition in range(PARTITIONS):
+            await producer.send_and_wait(topic, END_MARKER, partition=partition)
+    finally:
+        await producer.stop()
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await reader.start()
+    try:
+        reader.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+        await reader.seek_to_beginning()
+        records: list[ConsumerRecord] = []
+
+        async def up_to_the_markers() -> bool:
+            batch = await reader.getmany(timeout_ms=200)
+            records.extend(record for rs in batch.values() for record in rs)
+            return sum(record.value == END_MARKER for record in records) == PARTITIONS
+
+        await eventually(up_to_the_markers, message=f"end markers on {topic}")
+    finally:
+        await reader.stop()
+    records.sort(key=lambda record: (record.partition, record.offset))
+    return [record for record in records if record.value != END_MARKER]
+
+
+async def drain(amqp_url: str, queue_name: str, *, count: int) -> list[Envelope]:
+    """Take `count` messages off a queue, in queue order, bypassing the adapter under test."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(queue_name)
+        received: list[Envelope] = []
+
+        async def have_all() -> bool:
+            while (message := await queue.get(fail=False)) is not None:
+                await message.ack()
+                received.append(decode(message.body))
+            return len(received) >= count
+
+        await eventually(have_all, message=f"{count} messages on {queue_name}")
+        assert await queue.get(fail=False) is None  # and nothing more
+    return received
