@@ -56,3 +56,7 @@ clean: down ## Stop the stack and remove .venv and caches
 .PHONY: demo
 demo: up ## Walk one order through the running stack, step by step
 	@$(BIN)/switchyard demo
+
+.PHONY: bench-messaging
+bench-messaging: install ## Raw broker and database rates, and the outbox relay against them
+	@$(BIN)/python -m bench.messaging
