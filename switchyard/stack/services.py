@@ -33,16 +33,23 @@ class Service:
 SERVICES = (Service("users", 8001), Service("orders", 8002), Service("payments", 8003))
 
 
-def service_env(service: Service, endpoints: Endpoints, *, prefix: str = "") -> dict[str, str]:
-    """What a service process reads: its own database role, the brokers, its peers."""
-    urls = {s.name: s.url for s in SERVICES}
+def service_env(
+    service: Service,
+    endpoints: Endpoints,
+    *,
+    peers: dict[str, str] | None = None,
+    prefix: str = "",
+    database: str | None = None,
+) -> dict[str, str]:
+    """What a service process reads: its own database role, the brokers, its peers' URLs."""
+    peers = peers or {s.name: s.url for s in SERVICES}
     return {
-        "DATABASE_URL": service_url(endpoints.database_url, service.name),
+        "DATABASE_URL": service_url(endpoints.database_url, service.name, database),
         "AMQP_URL": endpoints.amqp_url,
         "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap,
         "BROKER_PREFIX": prefix,
-        "USERS_URL": urls["users"],
-        "ORDERS_URL": urls["orders"],
+        "USERS_URL": peers["users"],
+        "ORDERS_URL": peers["orders"],
         "LOG_FORMAT": "json",
         "ENVIRONMENT": "development",
     }
@@ -59,9 +66,9 @@ def ready(url: str) -> bool:
 class ServiceProcess:
     """One uvicorn process of one service, found again through its pid file."""
 
-    def __init__(self, state: Path, service: Service, instance: int = 0):
+    def __init__(self, state: Path, service: Service, instance: int = 0, port: int | None = None):
         self.service = service
-        self.port = service.port + 100 * instance
+        self.port = port or service.port + 100 * instance
         self.name = service.name if instance == 0 else f"{service.name}-{instance}"
         self.dir = state / "services"
         self.log, self.pidfile = self.dir / f"{self.name}.log", self.dir / f"{self.name}.pid"
