@@ -1,0 +1,165 @@
+"""HTTP API of orders: turns requests into handler calls and rows into responses."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orders import db, handlers
+from orders.currencies import CURRENCIES
+from orders.domain import (
+    IdempotencyKeyReused,
+    Item,
+    NotCancellable,
+    OrderNotFound,
+    UnknownUser,
+    UsersUnavailable,
+)
+
+router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
+
+MAX_CENTS = 10**12  # per unit; with the quantity cap, any total fits a bigint comfortably
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ItemIn(_Strict):
+    sku: str = Field(min_length=1, max_length=64, pattern=r"^\S+$")
+    # Strict: "2", 2.0 and true are not quantities, and money is never a float.
+    quantity: StrictInt = Field(gt=0, le=10_000)
+    unit_price_cents: StrictInt = Field(ge=0, le=MAX_CENTS)
+
+
+class OrderCreate(_Strict):
+    user_id: uuid.UUID
+    currency: str = Field(description="ISO 4217 code in upper case, e.g. EUR")
+    items: list[ItemIn] = Field(min_length=1, max_length=100)
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_4217(cls, code: str) -> str:
+        if code not in CURRENCIES:
+            raise ValueError("not an ISO 4217 currency code (upper case, e.g. EUR)")
+        return code
+
+
+class LineOut(BaseModel):
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+class OrderOut(BaseModel):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    status: str
+    total_cents: int
+    currency: str
+    items: list[LineOut]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row) -> OrderOut:
+        return cls.model_validate(row._mapping, from_attributes=False)
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    total: int
+    page: int
+    pages: int
+
+
+async def session(request: Request):
+    """One transaction per request: committed when the handler returns, rolled back if it raises."""
+    async with request.app.state.runtime.sessions.begin() as s:
+        yield s
+
+
+# "function": commit before the response is sent, so a 2xx means the change is stored.
+SessionDep = Annotated[AsyncSession, Depends(session, scope="function")]
+IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=255)]
+
+
+def _correlation(request: Request) -> str | None:
+    return getattr(request.state, "correlation_id", None)
+
+
+def _missing(order_id: uuid.UUID) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"order {order_id} not found")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
+async def create_order(
+    body: OrderCreate,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> OrderOut:
+    """Place an order; the same Idempotency-Key and body give the same order again."""
+    items = [Item(i.sku, i.quantity, i.unit_price_cents) for i in body.items]
+    try:
+        row, replayed = await handlers.place_order(
+            request.app.state.runtime.sessions,
+            request.app.state.users,
+            user_id=body.user_id,
+            currency=body.currency,
+            items=items,
+            idempotency_key=idempotency_key,
+            correlation_id=_correlation(request),
+        )
+    except UnknownUser as exc:
+        raise HTTPException(422, f"unknown user {body.user_id}") from exc
+    except UsersUnavailable as exc:
+        raise HTTPException(503, "the users service is unavailable, retry later") from exc
+    except IdempotencyKeyReused as exc:
+        raise HTTPException(409, "Idempotency-Key already used with a different request") from exc
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return OrderOut.of(row)
+
+
+@router.get("/{order_id}", response_model=OrderOut)
+async def get_order(order_id: uuid.UUID, s: SessionDep) -> OrderOut:
+    """One order."""
+    row = await db.fetch_order(s, order_id)
+    if row is None:
+        raise _missing(order_id)
+    return OrderOut.of(row)
+
+
+@router.get("", response_model=OrderPage)
+async def list_orders(
+    s: SessionDep,
+    user_id: uuid.UUID | None = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> OrderPage:
+    """Orders, oldest first, of one user when `user_id` is given, a page at a time."""
+    rows, total = await db.list_orders(s, user_id, offset=(page - 1) * limit, limit=limit)
+    return OrderPage(
+        items=[OrderOut.of(r) for r in rows], total=total, page=page, pages=math.ceil(total / limit)
+    )
+
+
+@router.post("/{order_id}/cancel", response_model=OrderOut)
+async def cancel_order(order_id: uuid.UUID, s: SessionDep, request: Request) -> OrderOut:
+    """Cancel an order still waiting for its payment; 409 once it has moved on."""
+    try:
+        row = await handlers.cancel_order(s, order_id, correlation_id=_correlation(request))
+    except OrderNotFound as exc:
+        raise _missing(order_id) from exc
+    except NotCancellable as exc:
+        raise HTTPException(
+            409, f"order is {exc.args[0]}, only pending_payment can be cancelled"
+        ) from exc
+    return OrderOut.of(row)

@@ -1,0 +1,134 @@
+"""Tables of the `orders` schema and the queries on them."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orders.domain import OrderStatus
+from shared.inbox import inbox_table
+from shared.outbox import outbox_table
+
+SCHEMA = "orders"
+metadata = sa.MetaData(schema=SCHEMA)
+
+
+def _timestamp(name: str) -> sa.Column:
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
+
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("user_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("total_cents", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column(
+        "items", JSONB, nullable=False
+    ),  # fixed at creation: [{sku, quantity, unit_price_cents}]
+    sa.Column("payment_id", sa.Text),
+    sa.Column("cancel_reason", sa.Text),
+    sa.Column("refund_requested_at", sa.DateTime(timezone=True)),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+)
+
+# One row per key, written in the order's transaction: a concurrent twin blocks on the key
+# until the first commits, then fails, so one key never yields two orders.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("request_hash", sa.Text, nullable=False),
+    sa.Column("order_id", UUID(as_uuid=True), sa.ForeignKey(orders.c.id), nullable=False),
+    _timestamp("created_at"),
+)
+
+# Everything that happened to an order, including events it ignored (no foreign key: an event
+# may name an order that does not exist, and that is worth keeping too).
+order_history = sa.Table(
+    "order_history",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("order_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("message_id", sa.Text),
+    sa.Column("from_status", sa.Text),
+    sa.Column("to_status", sa.Text),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text),
+    _timestamp("recorded_at"),
+)
+
+outbox = outbox_table(metadata, SCHEMA)
+inbox = inbox_table(metadata, SCHEMA)
+
+
+def is_key_clash(exc: sa.exc.IntegrityError) -> bool:
+    return "idempotency_keys_pkey" in str(exc.orig)
+
+
+async def fetch_order(session: AsyncSession, order_id: uuid.UUID, *, lock: bool = False):
+    query = sa.select(orders).where(orders.c.id == order_id)
+    if lock:  # serialises HTTP cancels and consumed events on the same order
+        query = query.with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def list_orders(session: AsyncSession, user_id: uuid.UUID | None, *, offset: int, limit: int):
+    where = [] if user_id is None else [orders.c.user_id == user_id]
+    total = await session.scalar(sa.select(sa.func.count()).select_from(orders).where(*where))
+    rows = await session.execute(
+        sa.select(orders)
+        .where(*where)
+        .order_by(orders.c.created_at, orders.c.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(rows), total or 0
+
+
+async def pending_orders_of(session: AsyncSession, user_id: uuid.UUID) -> list[sa.Row]:
+    query = (
+        sa.select(orders)
+        .where(orders.c.user_id == user_id, orders.c.status == OrderStatus.PENDING_PAYMENT)
+        .order_by(orders.c.created_at, orders.c.id)
+        .with_for_update()
+    )
+    return list(await session.execute(query))
+
+
+async def insert_order(session: AsyncSession, order_id, user_id, status, total, currency, items):
+    await session.execute(
+        sa.insert(orders).values(
+            id=order_id,
+            user_id=user_id,
+            status=status,
+            total_cents=total,
+            currency=currency,
+            items=items,
+        )
+    )
+
+
+async def remember_key(session: AsyncSession, key: str, request_hash: str, order_id: uuid.UUID):
+    await session.execute(
+        sa.insert(idempotency_keys).values(key=key, request_hash=request_hash, order_id=order_id)
+    )
+
+
+async def find_key(session: AsyncSession, key: str) -> sa.Row | None:
+    query = sa.select(idempotency_keys).where(idempotency_keys.c.key == key)
+    return (await session.execute(query)).first()
+
+
+async def record(session: AsyncSession, order_id: uuid.UUID, event: str, outcome: str, **rest):
+    """One line of the order's history."""
+    await session.execute(
+        sa.insert(order_history).values(order_id=order_id, event=event, outcome=outcome, **rest)
+    )
