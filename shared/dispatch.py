@@ -43,6 +43,7 @@ class Dispatcher:
         structlog.contextvars.bind_contextvars(correlation_id=envelope.correlationid)
         try:
             await self._guarded(envelope)
+            log.info("message handled", consumer=self.consumer, type=envelope.type, id=envelope.id)
         finally:
             structlog.contextvars.unbind_contextvars("correlation_id")
 

@@ -1,0 +1,77 @@
+"""The three services as real processes for end-to-end tests: started, killed and restarted."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from switchyard.client import StackUrls
+from switchyard.stack.endpoints import Endpoints
+from switchyard.stack.processes import free_port
+from switchyard.stack.services import SERVICES, Service, ServiceProcess, service_env
+
+# Quick retries and fast group membership, so failure cases finish in seconds.
+E2E_SETTINGS = {
+    "KAFKA_FAST_JOIN": "true",
+    "OUTBOX_POLL_INTERVAL": "0.5",
+    "RABBIT_RETRY_DELAYS_MS": "[100, 200, 400]",
+    "KAFKA_RETRY_BACKOFF": "[0.05, 0.1, 0.2]",
+    "LOG_LEVEL": "INFO",
+}
+
+
+@dataclass
+class System:
+    """Every instance of every service, all pointed at one database copy and one name prefix."""
+
+    state: Path
+    endpoints: Endpoints
+    database: str
+    prefix: str
+    instances: int = 1
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for service in SERVICES:
+            for n in range(self.instances):
+                port_service = Service(service.name, free_port())
+                process = ServiceProcess(
+                    self.state, port_service, instance=n, port=port_service.port
+                )
+                self.processes[process.name] = process
+        self.peers = {s.name: self.processes[s.name].url for s in SERVICES}
+        self.urls = StackUrls(**self.peers)
+
+    @property
+    def marker(self) -> str:
+        return str(self.state)
+
+    def env(self, process: ServiceProcess) -> dict[str, str]:
+        env = service_env(process.service, self.endpoints, peers=self.peers, prefix=self.prefix,
+                          database=self.database)  # fmt: skip
+        return {**env, **E2E_SETTINGS}
+
+    def start(self, *names: str) -> None:
+        chosen = [self.processes[n] for n in names] if names else list(self.processes.values())
+        for process in chosen:
+            process.start(self.env(process), self.marker)
+        for process in chosen:
+            process.wait(timeout=60)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no shutdown code runs, exactly like a crashed container."""
+        pid = self.processes[name].pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.stop(self.marker)
+
+    def logs(self, name: str) -> str:
+        return self.processes[name].log.read_text(errors="replace")

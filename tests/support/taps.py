@@ -1,0 +1,61 @@
+"""Listening in on the real brokers: every record of a topic, every message on an exchange."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aio_pika
+from aiokafka import AIOKafkaConsumer
+
+from shared.envelope import Envelope, decode
+
+
+class Tap:
+    """Envelopes seen so far, in arrival order."""
+
+    def __init__(self) -> None:
+        self.seen: list[Envelope] = []
+
+    def of(self, subject: str, type: str | None = None) -> list[Envelope]:
+        return [e for e in self.seen if e.subject == subject and (type is None or e.type == type)]
+
+
+@asynccontextmanager
+async def kafka_tap(bootstrap: str, topic: str) -> AsyncIterator[Tap]:
+    """Read `topic` from the beginning, without a group, for as long as the block runs."""
+    tap = Tap()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None, metadata_max_age_ms=1000)  # fmt: skip
+    await consumer.start()
+
+    async def pump() -> None:
+        async for record in consumer:
+            tap.seen.append(decode(record.value))
+
+    task = asyncio.create_task(pump())
+    try:
+        yield tap
+    finally:
+        task.cancel()
+        await consumer.stop()
+
+
+@asynccontextmanager
+async def rabbit_tap(amqp_url: str, exchange: str, routing_key: str = "#") -> AsyncIterator[Tap]:
+    """A private queue bound to `exchange`: a copy of every message routed there from now on."""
+    tap = Tap()
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(f"tap.{uuid.uuid4().hex[:8]}", exclusive=True)
+        await queue.bind(exchange, routing_key)
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            async with message.process():
+                tap.seen.append(decode(message.body))
+
+        await queue.consume(on_message)
+        yield tap
