@@ -15,6 +15,7 @@ class Endpoints:
     database_url: str  # postgresql://admin:pw@host:port/switchyard
     amqp_url: str  # amqp://guest:guest@host:port/
     kafka_bootstrap: str  # host:port
+    state: str | None = None  # native only: the directory the servers keep their state in
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")

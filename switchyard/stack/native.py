@@ -272,7 +272,7 @@ class NativeStack:
     @property
     def endpoints(self) -> Endpoints:
         url = self.postgres.url.rsplit("/", 1)[0] + f"/{DATABASE}"
-        return Endpoints("native", url, self.rabbitmq.url, self.tansu.bootstrap)
+        return Endpoints("native", url, self.rabbitmq.url, self.tansu.bootstrap, str(self.state))
 
     def running(self) -> list[bool]:
         return [bool((pid := s.server_pid()) and pid_alive(pid)) for s in self.servers]
@@ -300,3 +300,13 @@ class NativeStack:
         marker = str(self.state)
         with ThreadPoolExecutor(3) as pool:
             list(pool.map(lambda s: s.stop(marker), self.servers))
+
+
+def restart_rabbitmq(endpoints: Endpoints) -> None:
+    """Stop the native RabbitMQ node and start it again on the same ports and data (for chaos)."""
+    if endpoints.backend != "native" or endpoints.state is None:
+        raise StackError("only a native stack's RabbitMQ can be restarted from here")
+    stack = NativeStack(Path(endpoints.state))
+    stack.rabbitmq.stop(str(stack.state))
+    stack.rabbitmq.start()
+    stack.rabbitmq.wait()
