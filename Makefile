@@ -60,3 +60,10 @@ demo: up ## Walk one order through the running stack, step by step
 .PHONY: bench-messaging
 bench-messaging: install ## Raw broker and database rates, and the outbox relay against them
 	@$(BIN)/python -m bench.messaging
+
+.PHONY: webhook
+webhook: install ## Send a signed PSP webhook: TYPE=payment.succeeded ORDER=<id> [AMOUNT=cents CURRENCY=EUR]
+	@$(if $(TYPE),,$(error TYPE is required: payment.succeeded, payment.failed or payment.refunded))
+	@$(if $(ORDER),,$(error ORDER is required: the id of the order the payment is for))
+	@$(BIN)/switchyard webhook send --type "$(TYPE)" --order "$(ORDER)" \
+		$(if $(AMOUNT),--amount "$(AMOUNT)") $(if $(CURRENCY),--currency "$(CURRENCY)")

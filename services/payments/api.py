@@ -1,0 +1,78 @@
+"""HTTP API of payments (read-only): payments by id and by order."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments import db
+from payments.domain import PaymentStatus
+
+router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
+
+
+class PaymentOut(BaseModel):
+    id: uuid.UUID
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    status: PaymentStatus
+    amount_cents: int
+    currency: str
+    provider_payment_id: str | None
+    failure_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row) -> PaymentOut:
+        return cls.model_validate(row._mapping, from_attributes=False)
+
+
+class PaymentPage(BaseModel):
+    items: list[PaymentOut]
+    total: int
+    page: int
+    pages: int
+
+
+async def session(request: Request):
+    """One transaction per request, rolled back if the handler raises."""
+    async with request.app.state.runtime.sessions.begin() as s:
+        yield s
+
+
+SessionDep = Annotated[AsyncSession, Depends(session, scope="function")]
+
+
+@router.get("/{payment_id}", response_model=PaymentOut)
+async def get_payment(payment_id: uuid.UUID, s: SessionDep) -> PaymentOut:
+    """One payment and its status."""
+    row = await db.fetch_payment(s, payment_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"payment {payment_id} not found")
+    return PaymentOut.of(row)
+
+
+@router.get("", response_model=PaymentPage)
+async def list_payments(
+    s: SessionDep,
+    order_id: uuid.UUID | None = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> PaymentPage:
+    """Payments, oldest first, a page at a time; `order_id` gives that order's payment."""
+    rows, total = await db.list_payments(
+        s, order_id=order_id, offset=(page - 1) * limit, limit=limit
+    )
+    return PaymentPage(
+        items=[PaymentOut.of(r) for r in rows],
+        total=total,
+        page=page,
+        pages=math.ceil(total / limit),
+    )

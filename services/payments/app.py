@@ -1,0 +1,62 @@
+"""Composition root of the payments service: `uvicorn payments.app:app` or `create_app(settings)`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from payments import db
+from payments.api import router as payments_router
+from payments.handlers import COMMAND_HANDLERS
+from payments.messages import (
+    PAYMENT_REQUESTS_QUEUE,
+    PAYMENTS_COMMANDS_EXCHANGE,
+    PAYMENTS_EVENTS_EXCHANGE,
+)
+from payments.settings import PaymentsSettings
+from payments.webhooks import router as webhooks_router
+from shared.app import create_service_app
+from shared.runtime import RabbitSubscription, Wiring
+from shared.webhooks import WebhookVerifier
+
+
+def wiring() -> Wiring:
+    """Payments takes commands from orders and publishes payment events back to it."""
+    return Wiring(
+        service="payments",
+        outbox=db.outbox,
+        inbox=db.inbox,
+        exchanges={PAYMENTS_EVENTS_EXCHANGE: "topic"},
+        rabbit=[
+            RabbitSubscription(
+                PAYMENT_REQUESTS_QUEUE,
+                PAYMENTS_COMMANDS_EXCHANGE,
+                COMMAND_HANDLERS,
+                exchange_type="direct",
+            )
+        ],
+    )
+
+
+def create_app(settings: PaymentsSettings | None = None, *, consume: bool = True) -> FastAPI:
+    settings = settings or PaymentsSettings()
+    app = create_service_app(
+        title="switchyard payments",
+        settings=settings,
+        wiring=wiring,
+        routers=[payments_router, webhooks_router],
+        consume=consume,
+    )
+    app.state.webhook_verifier = WebhookVerifier(
+        settings.psp_webhook_secret.get_secret_value(),
+        timedelta(seconds=settings.webhook_tolerance_seconds),
+    )
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn payments.app:app` builds the app on first access, so importing this module is cheap.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

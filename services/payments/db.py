@@ -1,0 +1,146 @@
+"""Tables of the `payments` schema and the queries on them."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payments.domain import PaymentStatus
+from shared.inbox import inbox_table
+from shared.outbox import outbox_table
+
+SCHEMA = "payments"
+metadata = sa.MetaData(schema=SCHEMA)
+
+STATUSES = tuple(s.value for s in PaymentStatus)
+WEBHOOK_STATES = ("pending", "applied", "ignored")
+
+payments = sa.Table(
+    "payments",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("order_id", UUID(as_uuid=True), nullable=False, unique=True),  # one per order
+    sa.Column("user_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("provider_payment_id", sa.Text),
+    sa.Column("failure_reason", sa.Text),
+    # The order's correlation id, so events a webhook causes can be followed with the order.
+    sa.Column("correlation_id", sa.Text, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+
+# The provider's webhooks by webhook-id, raw body kept: the primary key makes a repeat a no-op.
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("webhook_id", sa.Text, primary_key=True),
+    sa.Column("seq", sa.BigInteger, sa.Identity(always=True), nullable=False),  # receipt order
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("order_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("outcome", sa.Text),
+    sa.Column(
+        "received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("processed_at", sa.DateTime(timezone=True)),
+)
+
+outbox = outbox_table(metadata, SCHEMA)
+inbox = inbox_table(metadata, SCHEMA)
+
+
+async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> None:
+    """Serialise everything that touches one order's payment until the transaction ends.
+
+    Without it, a webhook and the command for the same order could each miss the other's
+    uncommitted row: the webhook kept pending for a payment that already exists.
+    """
+    await session.execute(
+        sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(str(order_id), 0)))
+    )
+
+
+async def insert_payment(session: AsyncSession, **values) -> sa.Row | None:
+    """The new payment, or None if the order already has one."""
+    statement = (
+        insert(payments)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["order_id"])
+        .returning(*payments.c)
+    )
+    return (await session.execute(statement)).first()
+
+
+async def payment_for_order(session: AsyncSession, order_id: uuid.UUID) -> sa.Row | None:
+    query = sa.select(payments).where(payments.c.order_id == order_id)
+    return (await session.execute(query)).first()
+
+
+async def fetch_payment(session: AsyncSession, payment_id: uuid.UUID) -> sa.Row | None:
+    query = sa.select(payments).where(payments.c.id == payment_id)
+    return (await session.execute(query)).first()
+
+
+async def list_payments(
+    session: AsyncSession, *, order_id: uuid.UUID | None, offset: int, limit: int
+) -> tuple[list[sa.Row], int]:
+    where = [payments.c.order_id == order_id] if order_id is not None else []
+    total = await session.scalar(sa.select(sa.func.count()).select_from(payments).where(*where))
+    rows = await session.execute(
+        sa.select(payments)
+        .where(*where)
+        .order_by(payments.c.created_at, payments.c.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(rows), total or 0
+
+
+async def update_payment(session: AsyncSession, payment_id: uuid.UUID, **values) -> sa.Row:
+    statement = (
+        sa.update(payments)
+        .where(payments.c.id == payment_id)
+        .values(**values, updated_at=sa.func.now())
+        .returning(*payments.c)
+    )
+    return (await session.execute(statement)).one()
+
+
+async def record_webhook(session: AsyncSession, **values) -> bool:
+    """Store a webhook as pending; False if its webhook-id was already stored."""
+    statement = (
+        insert(webhooks)
+        .values(**values, state="pending")
+        .on_conflict_do_nothing(index_elements=["webhook_id"])
+        .returning(webhooks.c.webhook_id)
+    )
+    return (await session.execute(statement)).first() is not None
+
+
+async def pending_webhooks(session: AsyncSession, order_id: uuid.UUID) -> list[sa.Row]:
+    """Webhooks that arrived before the order's payment existed, in the order received."""
+    query = (
+        sa.select(webhooks)
+        .where(webhooks.c.order_id == order_id, webhooks.c.state == "pending")
+        .order_by(webhooks.c.seq)
+    )
+    return list(await session.execute(query))
+
+
+async def settle_webhook(session: AsyncSession, webhook_id: str, state: str, outcome: str) -> None:
+    await session.execute(
+        sa.update(webhooks)
+        .where(webhooks.c.webhook_id == webhook_id)
+        .values(state=state, outcome=outcome, processed_at=sa.func.now())
+    )
