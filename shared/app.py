@@ -6,11 +6,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
+import asyncpg
 import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared.logging import configure_logging
@@ -81,15 +82,32 @@ def _operations_router() -> APIRouter:
     return router
 
 
+def _unavailable(exc: Exception) -> bool:
+    """Connection-level trouble (server down, connection cut, pool exhausted, too slow)."""
+    if isinstance(exc, OSError | PoolTimeout | InterfaceError | OperationalError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = getattr(exc.orig, "__cause__", None) or exc.orig
+        return isinstance(
+            orig, OSError | asyncpg.PostgresConnectionError | asyncpg.QueryCanceledError
+        )
+    return False
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeout)
-    @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
     @app.exception_handler(OSError)
-    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        # Connection-level failures: the caller may retry later, and nothing was committed.
-        log.warning("dependency unavailable", path=request.url.path, error=repr(exc))
-        return JSONResponse({"detail": "a dependency is unavailable, retry later"}, status_code=503)
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if _unavailable(exc):
+            # The caller may retry later: nothing was committed.
+            log.warning("dependency unavailable", path=request.url.path, error=repr(exc))
+            return JSONResponse({"detail": "a dependency is unavailable, retry later"}, 503)
+        # Anything else is a bug of ours, not the caller's: say so, and keep the details in the log.
+        log.error("unexpected database error", path=request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
 def _install_correlation(app: FastAPI) -> None:

@@ -11,14 +11,14 @@ import pytest
 
 from switchyard.client import SwitchyardClient
 from switchyard.stack.bootstrap import create_database, drop_database
-from tests.support.system import System
+from switchyard.stack.fleet import Fleet
 
 
 def _system(stack, template_database: str, instances: int = 1):
     name = f"e2e_{uuid.uuid4().hex[:10]}"
     create_database(stack.database_url, name, template=template_database)
     state = Path(tempfile.mkdtemp(prefix="switchyard-e2e-"))
-    system = System(state, stack, name, f"{name}.", instances=instances)
+    system = Fleet(state, stack, name, f"{name}.", instances=instances)
     try:
         system.start()
         yield system

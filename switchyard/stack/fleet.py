@@ -1,4 +1,4 @@
-"""The three services as real processes for end-to-end tests: started, killed and restarted."""
+"""Every service as real processes (one or more instances each): started, killed and restarted."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ E2E_SETTINGS = {
 
 
 @dataclass
-class System:
+class Fleet:
     """Every instance of every service, all pointed at one database copy and one name prefix."""
 
     state: Path
@@ -32,6 +32,7 @@ class System:
     database: str
     prefix: str
     instances: int = 1
+    settings: dict[str, str] = field(default_factory=lambda: dict(E2E_SETTINGS))
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -52,7 +53,7 @@ class System:
     def env(self, process: ServiceProcess) -> dict[str, str]:
         env = service_env(process.service, self.endpoints, peers=self.peers, prefix=self.prefix,
                           database=self.database)  # fmt: skip
-        return {**env, **E2E_SETTINGS}
+        return {**env, **self.settings}
 
     def start(self, *names: str) -> None:
         chosen = [self.processes[n] for n in names] if names else list(self.processes.values())

@@ -1,0 +1,167 @@
+"""HTTP API of users: turns requests into handler calls and rows into responses."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from users import db, handlers
+from users.domain import EmailTaken, UserNotFound, page_count
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+
+MAX_PAGE_LIMIT = 100
+Email = Annotated[EmailStr, Field(max_length=254)]
+# Control characters are refused here: Postgres rejects NUL in text, which would otherwise be a 5xx.
+Name = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$"
+    ),
+]
+
+
+class _Strict(BaseModel):
+    # Unknown fields are refused (a typo is an error, not a no-op); no silent type coercion.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class UserCreate(_Strict):
+    email: Email
+    name: Name
+
+
+class UserPatch(_Strict):
+    # Omitted means unchanged; null is refused, as a user always has both.
+    email: Email = None
+    name: Name = None
+
+
+class Stats(BaseModel):
+    orders_paid: int
+    lifetime_spent_cents: int
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    name: str
+    stats: Stats
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row) -> UserOut:
+        stats = Stats(orders_paid=row.orders_paid, lifetime_spent_cents=row.lifetime_spent_cents)
+        return cls(
+            id=row.id,
+            email=row.email,
+            name=row.name,
+            stats=stats,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+class UserPage(BaseModel):
+    items: list[UserOut]
+    total: int
+    page: int
+    pages: int
+
+
+async def session(request: Request):
+    """One transaction per request: committed when the handler returns, rolled back if it raises."""
+    async with request.app.state.runtime.sessions.begin() as s:
+        yield s
+
+
+# scope="function": commit before the response is sent, so a 201 means the user is stored
+# (and a failing commit is answered as an error, not after a success was already sent).
+SessionDep = Annotated[AsyncSession, Depends(session, scope="function")]
+
+
+def _correlation(request: Request) -> str | None:
+    return getattr(request.state, "correlation_id", None)
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def _conflict(exc: EmailTaken) -> HTTPException:
+    return HTTPException(status.HTTP_409_CONFLICT, f"email already registered: {exc.args[0]}")
+
+
+def _missing(user_id: uuid.UUID) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"user {user_id} not found")
+
+
+CONFLICT = {status.HTTP_409_CONFLICT: {"model": Problem, "description": "Email already taken"}}
+MISSING = {status.HTTP_404_NOT_FOUND: {"model": Problem, "description": "No such user"}}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut, responses=CONFLICT)
+async def create_user(
+    body: UserCreate, s: SessionDep, request: Request, response: Response
+) -> UserOut:
+    """Register a user; 409 if the email is taken (in any letter case)."""
+    try:
+        row = await handlers.register_user(
+            s, email=body.email, name=body.name, correlation_id=_correlation(request)
+        )
+    except EmailTaken as exc:
+        raise _conflict(exc) from exc
+    response.headers["Location"] = f"{router.prefix}/{row.id}"
+    return UserOut.of(row)
+
+
+@router.get("/{user_id}", response_model=UserOut, responses=MISSING)
+async def get_user(user_id: uuid.UUID, s: SessionDep) -> UserOut:
+    """One user with their lifetime order stats."""
+    row = await db.fetch_user(s, user_id)
+    if row is None:
+        raise _missing(user_id)
+    return UserOut.of(row)
+
+
+@router.get("", response_model=UserPage)
+async def list_users(
+    s: SessionDep,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_LIMIT)] = 20,
+) -> UserPage:
+    """Users, oldest first, a page at a time; a page past the last is empty."""
+    rows, total = await db.list_users(s, offset=(page - 1) * limit, limit=limit)
+    items = [UserOut.of(r) for r in rows]
+    return UserPage(items=items, total=total, page=page, pages=page_count(total, limit))
+
+
+@router.patch("/{user_id}", response_model=UserOut, responses=MISSING | CONFLICT)
+async def patch_user(
+    user_id: uuid.UUID, body: UserPatch, s: SessionDep, request: Request
+) -> UserOut:
+    """Change email and/or name; 409 if the new email is taken; nothing to change emits no event."""
+    changes = body.model_dump(exclude_unset=True)
+    try:
+        row = await handlers.update_user(s, user_id, changes, correlation_id=_correlation(request))
+    except UserNotFound as exc:
+        raise _missing(user_id) from exc
+    except EmailTaken as exc:
+        raise _conflict(exc) from exc
+    return UserOut.of(row)
+
+
+@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=MISSING)
+async def delete_user(user_id: uuid.UUID, s: SessionDep, request: Request) -> Response:
+    """Delete a user; afterwards GET answers 404."""
+    try:
+        await handlers.delete_user(s, user_id, correlation_id=_correlation(request))
+    except UserNotFound as exc:
+        raise _missing(user_id) from exc
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

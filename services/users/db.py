@@ -1,0 +1,130 @@
+"""Tables of the `users` schema and the queries on them; database errors become domain errors."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.inbox import inbox_table
+from shared.outbox import outbox_table
+from users.domain import EmailTaken, StatsUnderflow, UserNotFound
+
+SCHEMA = "users"
+EMAIL_KEY = "users_email_key"
+metadata = sa.MetaData(schema=SCHEMA)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("orders_paid", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lifetime_spent_cents", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.CheckConstraint("orders_paid >= 0", name="users_orders_paid_not_negative"),
+    sa.CheckConstraint("lifetime_spent_cents >= 0", name="users_lifetime_spent_not_negative"),
+)
+# Case-insensitive uniqueness, enforced by the database so concurrent requests cannot both win.
+sa.Index(EMAIL_KEY, sa.func.lower(users.c.email), unique=True)
+
+outbox = outbox_table(metadata, SCHEMA)
+inbox = inbox_table(metadata, SCHEMA)
+
+
+def violated_constraint(exc: sa.exc.IntegrityError) -> str | None:
+    """The name of the constraint or index Postgres reported for a failed statement."""
+    driver = getattr(exc.orig, "driver_exception", None)
+    return getattr(driver, "constraint_name", None)
+
+
+async def fetch_user(
+    session: AsyncSession, user_id: uuid.UUID, *, for_update: bool = False
+) -> sa.Row | None:
+    query = sa.select(users).where(users.c.id == user_id)
+    return (await session.execute(query.with_for_update() if for_update else query)).first()
+
+
+async def list_users(session: AsyncSession, *, offset: int, limit: int) -> tuple[list[sa.Row], int]:
+    total = await session.scalar(sa.select(sa.func.count()).select_from(users))
+    rows = await session.execute(
+        sa.select(users).order_by(users.c.created_at, users.c.id).offset(offset).limit(limit)
+    )
+    return list(rows), total or 0
+
+
+async def insert_user(
+    session: AsyncSession, *, user_id: uuid.UUID, email: str, name: str
+) -> sa.Row:
+    """Insert a user; EmailTaken if the email exists in any letter case.
+
+    ON CONFLICT instead of catching the violation: a racing insert of the same email waits for
+    the first to commit, then inserts nothing, and this transaction stays usable.
+    """
+    statement = (
+        insert(users)
+        .values(id=user_id, email=email, name=name)
+        .on_conflict_do_nothing(index_elements=[sa.func.lower(users.c.email)])
+        .returning(users)
+    )
+    row = (await session.execute(statement)).first()
+    if row is None:
+        raise EmailTaken(email)
+    return row
+
+
+async def update_user(session: AsyncSession, user_id: uuid.UUID, changes: dict) -> sa.Row:
+    """Apply `changes` to an existing user; EmailTaken if the new email belongs to another user."""
+    statement = (
+        sa.update(users)
+        .where(users.c.id == user_id)
+        .values(**changes, updated_at=sa.func.now())
+        .returning(users)
+    )
+    try:
+        async with session.begin_nested():  # a clash rolls back to here, not the whole request
+            row = (await session.execute(statement)).first()
+    except sa.exc.IntegrityError as exc:
+        if violated_constraint(exc) == EMAIL_KEY:
+            raise EmailTaken(changes["email"]) from exc
+        raise
+    if row is None:
+        raise UserNotFound(user_id)
+    return row
+
+
+async def delete_user(session: AsyncSession, user_id: uuid.UUID) -> None:
+    deleted = await session.execute(
+        sa.delete(users).where(users.c.id == user_id).returning(users.c.id)
+    )
+    if deleted.first() is None:
+        raise UserNotFound(user_id)
+
+
+async def add_to_stats(session: AsyncSession, user_id: uuid.UUID, orders: int, cents: int) -> None:
+    """Add to (or, negative, take from) a user's stats in one atomic statement.
+
+    UserNotFound if there is no such user; StatsUnderflow if the result would be negative.
+    """
+    orders_paid = users.c.orders_paid + orders
+    spent = users.c.lifetime_spent_cents + cents
+    updated = await session.execute(
+        sa.update(users)
+        .where(users.c.id == user_id, orders_paid >= 0, spent >= 0)
+        .values(orders_paid=orders_paid, lifetime_spent_cents=spent, updated_at=sa.func.now())
+        .returning(users.c.id)
+    )
+    if updated.first() is None:
+        # Checked in the database rather than by catching the CHECK violation: an error would
+        # abort the whole transaction, inbox row included.
+        if await fetch_user(session, user_id) is None:
+            raise UserNotFound(user_id)
+        raise StatsUnderflow(user_id)

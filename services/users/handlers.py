@@ -1,0 +1,111 @@
+"""Everything users does, for HTTP requests and for consumed events, registered at the bottom.
+
+Each handler works inside the caller's transaction and never commits: the API commits per
+request, the inbox guard per consumed message, so a state change and its event commit together.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+import structlog
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.envelope import Envelope
+from shared.errors import PermanentError
+from shared.outbox import add_to_outbox
+from users import db
+from users.domain import StatsUnderflow, UserNotFound, changed_fields
+from users.messages import (
+    USERS_EVENTS,
+    OrderPaid,
+    OrderRefunded,
+    UserDeleted,
+    UserRegistered,
+    UserUpdated,
+    user_event,
+)
+
+log = structlog.get_logger(__name__)
+
+
+async def _publish(
+    session: AsyncSession, type: str, payload: BaseModel, correlation_id: str | None
+) -> None:
+    event = user_event(type, payload, correlation_id=correlation_id)
+    await add_to_outbox(session, db.outbox, USERS_EVENTS, event)
+
+
+async def register_user(
+    session: AsyncSession, *, email: str, name: str, correlation_id: str | None = None
+) -> sa.Row:
+    """Create a user and owe `user.registered`; a taken email (any case) raises EmailTaken."""
+    user = await db.insert_user(session, user_id=uuid.uuid4(), email=email, name=name)
+    event = UserRegistered(user_id=user.id, email=user.email, name=user.name)
+    await _publish(session, "user.registered", event, correlation_id)
+    return user
+
+
+async def update_user(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    changes: dict,
+    *,
+    correlation_id: str | None = None,
+) -> sa.Row:
+    """Apply the fields that differ and owe `user.updated`; a change to nothing emits nothing."""
+    # Locked, so a concurrent update cannot slip between the comparison and the write.
+    user = await db.fetch_user(session, user_id, for_update=True)
+    if user is None:
+        raise UserNotFound(user_id)
+    changes = changed_fields(user._asdict(), changes)
+    if not changes:
+        return user
+    user = await db.update_user(session, user_id, changes)
+    event = UserUpdated(user_id=user.id, email=user.email, name=user.name)
+    await _publish(session, "user.updated", event, correlation_id)
+    return user
+
+
+async def delete_user(
+    session: AsyncSession, user_id: uuid.UUID, *, correlation_id: str | None = None
+) -> None:
+    """Delete the user and owe `user.deleted` (orders cancels the user's open orders)."""
+    await db.delete_user(session, user_id)
+    await _publish(session, "user.deleted", UserDeleted(user_id=user_id), correlation_id)
+
+
+async def _count(
+    session: AsyncSession, envelope: Envelope, user_id: uuid.UUID, orders: int, cents: int
+) -> None:
+    try:
+        await db.add_to_stats(session, user_id, orders, cents)
+    except UserNotFound:
+        # Acknowledged, and recorded in the inbox: no retry can make a deleted user exist.
+        log.warning("event for unknown user skipped", type=envelope.type, user_id=str(user_id))
+    except StatsUnderflow as exc:
+        # It would fail on every retry: park it in the dead-letter topic for a person to look at.
+        raise PermanentError(
+            f"{envelope.type} would take the stats of user {user_id} below zero"
+        ) from exc
+
+
+async def on_order_paid(session: AsyncSession, envelope: Envelope) -> None:
+    """A paid order counts towards the user's lifetime stats."""
+    paid = OrderPaid.model_validate(envelope.data)
+    await _count(session, envelope, paid.user_id, 1, paid.total_cents)
+
+
+async def on_order_refunded(session: AsyncSession, envelope: Envelope) -> None:
+    """A refund takes the order back out of the stats."""
+    refunded = OrderRefunded.model_validate(envelope.data)
+    await _count(session, envelope, refunded.user_id, -1, -refunded.total_cents)
+
+
+# Every event users consumes, and what it does with it; other types on the topic are ignored.
+ORDERS_EVENT_HANDLERS = {
+    "order.paid": on_order_paid,
+    "order.refunded": on_order_refunded,
+}

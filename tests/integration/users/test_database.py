@@ -1,0 +1,206 @@
+"""The database behaviour users relies on: savepoints, constraint errors, timeouts, the pool, roles."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import make_engine, make_sessions
+from shared.runtime import Runtime
+from tests.integration.users.probes import count, outbox_types
+from users import db, handlers
+from users.app import wiring
+from users.domain import EmailTaken
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def runtime(users_settings) -> AsyncIterator[Runtime]:
+    """The users runtime's engine and sessions, unstarted: no brokers, only its database pool."""
+    runtime = Runtime(users_settings(db_pool_size=2, db_statement_timeout_ms=300), wiring())
+    yield runtime
+    await runtime.engine.dispose()
+
+
+async def backend_pid(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return await conn.scalar(sa.text("SELECT pg_backend_pid()"))
+
+
+def driver_error(exc: sa.exc.DBAPIError) -> Exception:
+    """The asyncpg exception behind a SQLAlchemy one."""
+    return exc.orig.driver_exception
+
+
+async def test_inner_savepoint_rolls_back_while_outer_transaction_commits(runtime, admin):
+    async with runtime.sessions.begin() as session:
+        await handlers.register_user(session, email="outer@example.com", name="Outer")
+        with pytest.raises(RuntimeError):
+            async with session.begin_nested():
+                await handlers.register_user(session, email="inner@example.com", name="Inner")
+                raise RuntimeError("give up the inner part")
+        await handlers.register_user(session, email="after@example.com", name="After")
+
+    async with admin.connect() as conn:
+        emails = set((await conn.execute(sa.select(db.users.c.email))).scalars())
+    assert emails == {"outer@example.com", "after@example.com"}
+    assert await outbox_types(admin) == ["user.registered", "user.registered"]
+
+
+async def test_unique_violation_maps_to_email_taken(runtime, admin):
+    async with runtime.sessions.begin() as session:
+        await db.insert_user(session, user_id=uuid.uuid4(), email="one@example.com", name="One")
+        two = await db.insert_user(session, user_id=uuid.uuid4(), email="2@example.com", name="2")
+
+    async with runtime.sessions.begin() as session:
+        with pytest.raises(EmailTaken) as raised:
+            await db.update_user(session, two.id, {"email": "ONE@example.com"})
+        cause = raised.value.__cause__
+        assert isinstance(cause, sa.exc.IntegrityError)
+        assert cause.orig.sqlstate == "23505"
+        assert isinstance(driver_error(cause), asyncpg.UniqueViolationError)
+        assert db.violated_constraint(cause) == db.EMAIL_KEY
+        # Only the savepoint was lost: the transaction goes on and commits.
+        await db.update_user(session, two.id, {"name": "Two"})
+
+    async with admin.connect() as conn:
+        names = set((await conn.execute(sa.select(db.users.c.name))).scalars())
+    assert names == {"One", "Two"}
+
+
+async def test_inserting_a_taken_email_is_email_taken_and_keeps_the_transaction(runtime, admin):
+    async with runtime.sessions.begin() as session:
+        await db.insert_user(session, user_id=uuid.uuid4(), email="one@example.com", name="One")
+        with pytest.raises(EmailTaken):
+            await db.insert_user(session, user_id=uuid.uuid4(), email="One@Example.com", name="1")
+        await db.insert_user(session, user_id=uuid.uuid4(), email="two@example.com", name="Two")
+
+    assert await count(admin, db.users) == 2
+
+
+async def test_foreign_key_violation_maps_to_integrity_error_naming_the_key(runtime):
+    async with runtime.engine.begin() as conn:  # users has no foreign key of its own: add one
+        await conn.execute(sa.text(NOTES))
+
+    async with runtime.sessions() as session:
+        with pytest.raises(sa.exc.IntegrityError) as raised:
+            await session.execute(
+                sa.text("INSERT INTO users.notes (user_id, text) VALUES (:user_id, 'orphan')"),
+                {"user_id": uuid.uuid4()},
+            )
+    assert raised.value.orig.sqlstate == "23503"
+    assert isinstance(driver_error(raised.value), asyncpg.ForeignKeyViolationError)
+    assert db.violated_constraint(raised.value) == "notes_user_fk"
+
+
+NOTES = """CREATE TABLE users.notes (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id uuid NOT NULL CONSTRAINT notes_user_fk REFERENCES users.users (id),
+    text text NOT NULL
+)"""
+
+
+async def test_not_null_violation_maps_to_integrity_error_naming_the_column(runtime):
+    async with runtime.sessions() as session:
+        with pytest.raises(sa.exc.IntegrityError) as raised:
+            await session.execute(sa.insert(db.users).values(id=uuid.uuid4(), email="n@x.io"))
+    assert raised.value.orig.sqlstate == "23502"
+    assert isinstance(driver_error(raised.value), asyncpg.NotNullViolationError)
+    assert driver_error(raised.value).column_name == "name"
+
+
+async def test_check_violation_names_the_stats_constraint(runtime):
+    async with runtime.sessions.begin() as session:
+        user = await db.insert_user(session, user_id=uuid.uuid4(), email="c@x.io", name="C")
+    async with runtime.sessions() as session:
+        with pytest.raises(sa.exc.IntegrityError) as raised:
+            await session.execute(
+                sa.update(db.users).where(db.users.c.id == user.id).values(orders_paid=-1)
+            )
+    assert raised.value.orig.sqlstate == "23514"
+    assert db.violated_constraint(raised.value) == "users_orders_paid_not_negative"
+
+
+async def test_statement_timeout_surfaces_as_a_clear_error(runtime):
+    # The runtime's engine was built from db_statement_timeout_ms=300.
+    async with runtime.engine.connect() as conn:
+        with pytest.raises(sa.exc.DBAPIError) as raised:
+            await conn.execute(sa.text("SELECT pg_sleep(5)"))
+    assert isinstance(driver_error(raised.value), asyncpg.QueryCanceledError)
+    assert "canceling statement due to statement timeout" in str(raised.value)
+    assert await backend_pid(runtime.engine)  # and the pool serves on
+
+
+async def test_more_work_than_the_pool_holds_completes_by_queueing(runtime, admin):
+    pool_size = runtime.settings.db_pool_size
+    in_use: list[int] = []
+
+    async def register(i: int) -> None:
+        async with runtime.sessions.begin() as session:
+            await handlers.register_user(session, email=f"q{i}@example.com", name=f"Q{i}")
+            in_use.append(runtime.engine.pool.checkedout())
+            await session.execute(sa.text("SELECT pg_sleep(0.02)"))  # hold the connection a bit
+
+    await asyncio.gather(*(register(i) for i in range(6 * pool_size)))
+
+    assert max(in_use) == pool_size  # the pool was full and never grew: the rest waited
+    assert await count(admin, db.users) == 6 * pool_size
+
+
+async def test_pool_serves_again_after_a_failed_statement(users_settings, admin):
+    engine = make_engine(users_settings().database_url, pool_size=1)
+    sessions = make_sessions(engine)
+    try:
+        before = await backend_pid(engine)
+        with pytest.raises(sa.exc.DBAPIError):
+            async with sessions.begin() as session:
+                await session.execute(sa.text("SELECT 1 / 0"))
+        async with sessions.begin() as session:
+            await handlers.register_user(session, email="again@example.com", name="Again")
+        # The one pooled connection was rolled back and reused, not thrown away.
+        assert await backend_pid(engine) == before
+    finally:
+        await engine.dispose()
+    assert await count(admin, db.users) == 1
+
+
+async def test_pool_recovers_after_its_connection_is_killed(users_settings, admin):
+    engine = make_engine(users_settings().database_url, pool_size=1)
+    sessions = make_sessions(engine)
+    try:
+        victim = await backend_pid(engine)
+        async with admin.connect() as conn:
+            assert await conn.scalar(sa.select(sa.func.pg_terminate_backend(victim)))
+        async with sessions.begin() as session:
+            await handlers.register_user(session, email="revived@example.com", name="Revived")
+        assert await backend_pid(engine) != victim
+    finally:
+        await engine.dispose()
+    assert await count(admin, db.users) == 1
+
+
+@pytest.mark.parametrize("other", ["orders", "payments"])
+async def test_users_role_cannot_read_the_other_schemas(users_settings, admin, other):
+    async with admin.begin() as conn:  # a table that surely exists, whatever the migrations hold
+        await conn.execute(sa.text(f"CREATE TABLE {other}.probe (secret text)"))
+        await conn.execute(sa.text(f"INSERT INTO {other}.probe VALUES ('not for users')"))
+    engine = make_engine(users_settings().database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.scalar(sa.text("SELECT current_user")) == "users_service"
+            assert await conn.scalar(sa.select(sa.func.count()).select_from(db.users)) == 0
+            with pytest.raises(sa.exc.ProgrammingError) as raised:
+                await conn.execute(sa.text(f"SELECT secret FROM {other}.probe"))
+            assert isinstance(driver_error(raised.value), asyncpg.InsufficientPrivilegeError)
+            await conn.rollback()
+            privileges = sa.text("SELECT has_schema_privilege(:schema, 'USAGE')")
+            assert await conn.scalar(privileges, {"schema": other}) is False
+    finally:
+        await engine.dispose()

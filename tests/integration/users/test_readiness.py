@@ -1,0 +1,76 @@
+"""Readiness follows the real servers, and the service serves again when they come back."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from yarl import URL
+
+from tests.support.eventually import eventually
+from tests.support.proxy import TcpProxy
+
+pytestmark = pytest.mark.integration
+
+
+def through(proxy: TcpProxy, url: str) -> str:
+    """`url` with its host and port replaced by the proxy's."""
+    return str(URL(url).with_host(proxy.host).with_port(proxy.port))
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[type[TcpProxy]]:
+    proxies: list[TcpProxy] = []
+
+    async def start(url: str) -> TcpProxy:
+        target = URL(url)
+        proxies.append(await TcpProxy(target.host, target.port).start())
+        return proxies[-1]
+
+    yield start
+    for p in proxies:
+        await p.stop()
+
+
+async def readiness(users) -> tuple[int, dict]:
+    response = await users.http.get("/readyz")
+    return response.status_code, response.json()["checks"]
+
+
+async def test_database_outage_is_503_and_the_pool_recovers(start_users, users_settings, proxy):
+    direct = users_settings().database_url
+    database = await proxy(direct)
+    users = await start_users(database_url=through(database, direct))
+    await users.create("before@example.com")
+
+    database.cut()
+    status, checks = await readiness(users)
+    assert status == 503
+    assert checks["database"] != "ok"
+    assert checks["rabbitmq"] == checks["kafka"] == "ok"
+    during = await users.http.post("/api/v1/users", json={"email": "x@example.com", "name": "X"})
+    assert during.status_code == 503
+    assert "detail" in during.json()
+
+    database.restore()
+    assert (await readiness(users))[0] == 200  # pre-ping replaced the dead pooled connections
+    await users.create("after@example.com")
+
+
+async def test_rabbitmq_outage_is_503_until_it_is_back(start_users, stack, proxy):
+    rabbit = await proxy(stack.amqp_url)
+    users = await start_users(amqp_url=through(rabbit, stack.amqp_url))
+    assert (await readiness(users))[0] == 200
+
+    rabbit.cut()
+    status, checks = await readiness(users)
+    assert status == 503
+    assert checks["rabbitmq"] != "ok"
+    assert checks["database"] == checks["kafka"] == "ok"
+
+    rabbit.restore()
+
+    async def ready() -> bool:
+        return (await readiness(users))[0] == 200
+
+    await eventually(ready, timeout=20, message="ready again after RabbitMQ came back")
