@@ -35,8 +35,8 @@ test: install ## Run the whole suite (starts its own servers unless URLs are in 
 test-unit: install ## Unit tests only: no servers
 	@$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
-test-integration: install ## Integration tests against real servers
-	@$(BIN)/pytest -m "integration or e2e" $(PYTEST_ARGS)
+test-integration: install ## The cross-service suite alone: the services as real processes
+	@$(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
 lint: install ## ruff: lint and format check
 	@$(BIN)/ruff check .
@@ -57,7 +57,10 @@ clean: down ## Stop the stack and remove .venv and caches
 demo: up ## Walk one order through the running stack, step by step
 	@$(BIN)/switchyard demo
 
-.PHONY: bench-messaging
+.PHONY: bench bench-messaging
+bench: install ## Orders through the whole stack: orders/s, latency, CPU per order, raw rates
+	@$(BIN)/python -m bench.pipeline $(BENCH_ARGS)
+
 bench-messaging: install ## Raw broker and database rates, and the outbox relay against them
 	@$(BIN)/python -m bench.messaging
 
@@ -67,3 +70,10 @@ webhook: install ## Send a signed PSP webhook: TYPE=payment.succeeded ORDER=<id>
 	@$(if $(ORDER),,$(error ORDER is required: the id of the order the payment is for))
 	@$(BIN)/switchyard webhook send --type "$(TYPE)" --order "$(ORDER)" \
 		$(if $(AMOUNT),--amount "$(AMOUNT)") $(if $(CURRENCY),--currency "$(CURRENCY)")
+
+.PHONY: contracts pacts
+contracts: install ## Consumer tests must write the committed pacts; every provider must keep them
+	@$(BIN)/python contracts/check.py
+
+pacts: install ## Rewrite contracts/pacts from the consumer tests (then run make contracts, commit)
+	@$(BIN)/python contracts/check.py --update

@@ -33,8 +33,8 @@ from shared.logging import configure_logging
 from shared.outbox import outbox_table
 from switchyard.stack.fleet import Fleet
 from switchyard.stack.native import NativeStack
+from switchyard.stack.taps import kafka_tap, rabbit_tap
 from switchyard.webhook_sender import build_event, send_event, signing_secret
-from tests.support.taps import kafka_tap, rabbit_tap
 
 BENCH_SETTINGS = {"LOG_LEVEL": "WARNING", "KAFKA_FAST_JOIN": "true", "OUTBOX_POLL_INTERVAL": "1.0"}
 

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
+from switchyard.stack.taps import kafka_tap, rabbit_tap
 from tests.support.eventually import eventually
-from tests.support.taps import kafka_tap, rabbit_tap
 
 pytestmark = pytest.mark.e2e
 
