@@ -6,10 +6,11 @@ import logging
 import sys
 
 import structlog
+from opentelemetry import trace
 
 
 def configure_logging(format: str = "console", level: str = "INFO") -> None:
-    """Route structlog and stdlib logging through one renderer; contextvars add correlation ids."""
+    """Route structlog and stdlib logging through one renderer; contextvars and the span add ids."""
     renderer = (
         structlog.processors.JSONRenderer()
         if format == "json"
@@ -20,6 +21,7 @@ def configure_logging(format: str = "console", level: str = "INFO") -> None:
     )
     shared_processors = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.format_exc_info if format == "json" else _keep,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -52,6 +54,15 @@ def configure_logging(format: str = "console", level: str = "INFO") -> None:
     # aiokafka and aio-pika narrate every reconnect at INFO; keep their warnings only.
     for noisy in ("aiokafka", "aio_pika", "aiormq", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def add_trace_ids(logger, method, event_dict):
+    """`trace_id` and `span_id` (hex, as tracing backends show them) of the current span, if any."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", trace.format_trace_id(context.trace_id))
+        event_dict.setdefault("span_id", trace.format_span_id(context.span_id))
+    return event_dict
 
 
 def _keep(logger, method, event_dict):

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.channels import Channel
 from shared.envelope import Envelope
+from shared.tracing import trace_headers
 
 # Postgres truncates identifiers (and refuses channel names) past 63 bytes.
 _MAX_IDENTIFIER = 63
@@ -63,6 +64,8 @@ async def add_to_outbox(
     """Queue `envelope` for `channel` inside the caller's transaction; never commits.
 
     The record key defaults to the envelope's subject, so one entity's messages stay in order.
+    The current trace context goes into the headers (explicit `headers` win), so the message's
+    consumers continue the trace of the request or message that owed it.
     """
     await session.execute(
         sa.insert(table).values(
@@ -73,7 +76,7 @@ async def add_to_outbox(
             key=envelope.subject if key is None else key,
             type=envelope.type,
             payload=envelope.model_dump(mode="json", exclude_none=True),
-            headers=dict(headers or {}),
+            headers=trace_headers() | dict(headers or {}),
         )
     )
     # NOTIFY is transactional: delivered on commit, dropped on rollback, and identical

@@ -12,6 +12,7 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
+    service_name: str = "switchyard"  # each service's settings name it: logs and traces say so
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = "postgresql://switchyard:switchyard@127.0.0.1:25432/switchyard"
     amqp_url: str = "amqp://guest:guest@127.0.0.1:25672/"
@@ -29,3 +30,7 @@ class ServiceSettings(BaseSettings):
     kafka_retry_backoff: tuple[float, ...] = (0.2, 1.0, 5.0)
     log_format: Literal["json", "console"] = "console"
     log_level: str = "INFO"
+    # Spans are always made (their ids travel in messages and logs); exported only when asked:
+    # "otlp" sends them to OTEL_EXPORTER_OTLP_ENDPOINT, "console" prints them.
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_exporter_otlp_endpoint: str | None = None  # the standard variable, also read from .env

@@ -7,6 +7,7 @@ from types import TracebackType
 
 import httpx
 import structlog
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from orders.domain import UnknownUser, UsersUnavailable
@@ -32,6 +33,8 @@ class UsersClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+        # A client span per call, and `traceparent` on the request: users continues the trace.
+        HTTPXClientInstrumentor.instrument_client(self._http)
         self._attempts, self._backoff = attempts, backoff
 
     async def ensure_exists(self, user_id: uuid.UUID, correlation_id: str | None = None) -> None:

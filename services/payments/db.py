@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments.domain import PaymentStatus
@@ -31,6 +31,8 @@ payments = sa.Table(
     sa.Column("failure_reason", sa.Text),
     # The order's correlation id, so events a webhook causes can be followed with the order.
     sa.Column("correlation_id", sa.Text, nullable=False),
+    # The payment request's W3C trace context: a webhook's effects continue the order's trace.
+    sa.Column("trace_context", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),

@@ -32,6 +32,7 @@ from payments.messages import (
 )
 from shared.envelope import Envelope
 from shared.outbox import add_to_outbox
+from shared.tracing import resumed, trace_headers
 
 log = structlog.get_logger(__name__)
 
@@ -129,6 +130,7 @@ async def request_payment(session: AsyncSession, envelope: Envelope) -> None:
         currency=command.currency,
         status=PaymentStatus.AWAITING_CONFIRMATION.value,
         correlation_id=envelope.correlationid,
+        trace_context=trace_headers(),
     )
     if payment is None:
         log.info("payment already requested", order_id=str(command.order_id), id=envelope.id)
@@ -173,7 +175,9 @@ async def receive_webhook(
     payment = await db.payment_for_order(session, order_id)
     if payment is None:
         return "pending"
-    decision = await _apply_report(session, payment, event, webhook_id)
+    # The provider sends no trace context: what the webhook causes joins the order's trace.
+    with resumed(payment.trace_context, "payment webhook applied"):
+        decision = await _apply_report(session, payment, event, webhook_id)
     return "ignored" if decision.ignored else "applied"
 
 

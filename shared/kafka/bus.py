@@ -16,6 +16,7 @@ from shared.errors import PublishError
 from shared.kafka.config import DEAD_LETTER_SUFFIX, FAST_JOIN_PRODUCER, Headers, KafkaRetry
 from shared.kafka.consumer import Handler, KafkaConsumer
 from shared.metrics import MESSAGES_PUBLISHED
+from shared.tracing import publishing
 
 log = structlog.get_logger(__name__)
 
@@ -110,12 +111,13 @@ class KafkaBus:
             ("ce_id", envelope.id.encode()),
             *((name, value.encode()) for name, value in (headers or {}).items()),
         ]
-        await self.send_record(
-            self.topic(channel.name),
-            encode(envelope),
-            key=(key or envelope.subject).encode(),
-            headers=record_headers,
-        )
+        with publishing("kafka", channel.name, envelope.id, envelope.type, headers or {}):
+            await self.send_record(
+                self.topic(channel.name),
+                encode(envelope),
+                key=(key or envelope.subject).encode(),
+                headers=record_headers,
+            )
         MESSAGES_PUBLISHED.labels(broker="kafka", channel=channel.name).inc()
         log.debug("kafka.published", topic=channel.name, id=envelope.id, type=envelope.type)
 

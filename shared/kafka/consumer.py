@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from typing import TYPE_CHECKING
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
+from opentelemetry.trace import Span
 
 from shared.envelope import Envelope, decode
 from shared.errors import MalformedMessage, PermanentError
@@ -21,6 +22,7 @@ from shared.metrics import (
     MESSAGES_DEAD_LETTERED,
     MESSAGES_RETRIED,
 )
+from shared.tracing import consuming
 
 if TYPE_CHECKING:
     from shared.kafka.bus import KafkaBus
@@ -152,7 +154,10 @@ class KafkaConsumer:
             attempt = 1
             while True:
                 try:
-                    with HANDLER_SECONDS.labels(broker="kafka", channel=channel).time():
+                    with (
+                        HANDLER_SECONDS.labels(broker="kafka", channel=channel).time(),
+                        self._span(record, channel, envelope, attempt),
+                    ):
                         await self._handler(envelope)
                 except PermanentError as exc:
                     await self._dead_letter(record, channel, exc, attempts=attempt)
@@ -170,6 +175,24 @@ class KafkaConsumer:
                 else:
                     MESSAGES_CONSUMED.labels(broker="kafka", channel=channel).inc()
                     return True
+
+    def _span(
+        self, record: ConsumerRecord, channel: str, envelope: Envelope, attempt: int
+    ) -> AbstractContextManager[Span]:
+        """This attempt's CONSUMER span, in the trace the record's headers carry."""
+        return consuming(
+            "kafka",
+            channel,
+            envelope.id,
+            envelope.type,
+            record.headers,
+            **{
+                "messaging.consumer.group.name": self.group.removeprefix(self._bus.prefix),
+                "messaging.destination.partition.id": str(record.partition),
+                "messaging.kafka.offset": record.offset,
+                "switchyard.attempt": attempt,
+            },
+        )
 
     async def _backoff(self, delay: float) -> bool:
         """Wait before another attempt; False if a stop or rebalance came first."""

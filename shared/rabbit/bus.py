@@ -16,6 +16,7 @@ from shared.rabbit import topology
 from shared.rabbit.confirm import confirmed_publish
 from shared.rabbit.consumer import Handler, RabbitConsumer
 from shared.rabbit.topology import RetryPolicy
+from shared.tracing import publishing
 
 log = structlog.get_logger()
 
@@ -134,13 +135,14 @@ class RabbitBus:
             timestamp=envelope.time,
             app_id=envelope.source,
         )
-        await confirmed_publish(
-            self._open_channel(),
-            self.name(channel.name),
-            message,
-            routing_key,
-            confirm_timeout=self._confirm_timeout,
-        )
+        with publishing("rabbitmq", channel.name, envelope.id, envelope.type, headers or {}):
+            await confirmed_publish(
+                self._open_channel(),
+                self.name(channel.name),
+                message,
+                routing_key,
+                confirm_timeout=self._confirm_timeout,
+            )
         MESSAGES_PUBLISHED.labels("rabbit", channel.name).inc()
         log.debug(
             "rabbit.published",

@@ -23,6 +23,7 @@ from shared.metrics import (
 )
 from shared.rabbit import topology
 from shared.rabbit.confirm import confirmed_publish
+from shared.tracing import consuming
 
 Handler = Callable[[Envelope], Awaitable[None]]
 
@@ -147,7 +148,17 @@ class RabbitConsumer:
         self, message: AbstractIncomingMessage, envelope: Envelope, attempt: int
     ) -> None:
         try:
-            with HANDLER_SECONDS.labels("rabbit", self.queue).time():
+            with (
+                HANDLER_SECONDS.labels("rabbit", self.queue).time(),
+                consuming(
+                    "rabbitmq",
+                    self.queue,
+                    envelope.id,
+                    envelope.type,
+                    message.headers or {},
+                    **{"switchyard.attempt": attempt},
+                ),
+            ):
                 await self._handler(envelope)
         except PermanentError as exc:
             await self._park(message, exc, attempt)
