@@ -1,0 +1,42 @@
+"""A provider's messages exactly as its outbox relay would publish them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import sqlalchemy as sa
+from pact.types import Message
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.envelope import CONTENT_TYPE, Envelope, encode
+
+
+def as_published(row: sa.Row) -> Message:
+    """What `shared.outbox_relay` sends for an outbox row: body, content type and destination."""
+    envelope = Envelope.model_validate(row.payload)
+    if row.broker == "kafka":
+        transport = {"topic": row.destination, "key": row.key or envelope.subject}
+    else:
+        transport = {"exchange": row.destination, "routingKey": row.routing_key}
+    return {"contents": encode(envelope), "metadata": transport, "content_type": CONTENT_TYPE}
+
+
+async def last_owed(
+    sessions: async_sessionmaker[AsyncSession],
+    outbox: sa.Table,
+    scenario: Callable[[], Awaitable[object]],
+) -> Message:
+    """Run `scenario` through the provider's real handlers; the last message it left in the outbox.
+
+    The handlers build each envelope and pick its channel themselves, exactly as in production,
+    so a renamed field, type or routing key shows up here as what the consumer did not expect.
+    """
+    async with sessions() as session:
+        mark = await session.scalar(sa.select(sa.func.coalesce(sa.func.max(outbox.c.id), 0)))
+    await scenario()
+    query = sa.select(outbox).where(outbox.c.id > mark).order_by(outbox.c.id.desc()).limit(1)
+    async with sessions() as session:
+        row = (await session.execute(query)).first()
+    if row is None:
+        raise LookupError(f"the scenario left nothing in {outbox.fullname}")
+    return as_published(row)
