@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, InvalidRequestError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared.logging import configure_logging
@@ -100,6 +100,8 @@ def _unavailable(exc: Exception) -> bool:
     """Connection-level trouble (server down, connection cut, pool exhausted, too slow)."""
     if isinstance(exc, OSError | PoolTimeout | InterfaceError | OperationalError):
         return True
+    if isinstance(exc, InvalidRequestError) and "connection is closed" in str(exc):
+        return True  # the pool could not hand out a working connection
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
@@ -112,6 +114,7 @@ def _unavailable(exc: Exception) -> bool:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeout)
+    @app.exception_handler(InvalidRequestError)
     @app.exception_handler(DBAPIError)
     @app.exception_handler(OSError)
     async def database_error(request: Request, exc: Exception) -> JSONResponse:

@@ -33,12 +33,19 @@ def make_engine(
         max_overflow=0,
         connect_args={"server_settings": server_settings},
     )
+    event.listen(engine.sync_engine.pool, "connect", _fresh)
     event.listen(engine.sync_engine.pool, "checkout", _ping)
     return engine
 
 
+def _fresh(dbapi_connection, connection_record) -> None:
+    connection_record.info["fresh"] = True  # just opened: nothing to check yet
+
+
 def _ping(dbapi_connection, connection_record, connection_proxy) -> None:
     """One trivial query per checkout (SQLAlchemy's own pre-ping costs three round trips here)."""
+    if connection_record.info.pop("fresh", False):
+        return
     connection = dbapi_connection.driver_connection
     try:
         if connection.is_closed():
