@@ -25,6 +25,7 @@ log = structlog.get_logger(__name__)
 
 _FIRST_BACKOFF = 0.2
 _STOP_GRACE = 30.0
+_MEASURE_EVERY = 1.0  # seconds between backlog queries
 
 
 class Publisher(Protocol):
@@ -93,6 +94,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._next_measure = 0.0
 
     async def start(self) -> None:
         """Start listening for NOTIFY and publishing in the background."""
@@ -170,7 +172,9 @@ class OutboxRelay:
                 for outcome in group
             ]
             await self._record(conn, outcomes)
-            await self._measure(conn)
+            if time.monotonic() >= self._next_measure:  # gauges need no per-round precision
+                self._next_measure = time.monotonic() + _MEASURE_EVERY
+                await self._measure(conn)
         self._judge_brokers(outcomes)
         return len(rows), sum(error is None for _row, error in outcomes)
 
