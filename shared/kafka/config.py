@@ -21,6 +21,8 @@ FAST_JOIN_CONSUMER: dict[str, Any] = {
     "rebalance_timeout_ms": 1000,
     "max_poll_interval_ms": 10_000,
     "metadata_max_age_ms": 5000,
+    # Tansu answers a fetch only when this wait is over, records or not: 500 ms by default.
+    "fetch_max_wait_ms": 20,
 }
 FAST_JOIN_PRODUCER: dict[str, Any] = {"metadata_max_age_ms": 5000}
 

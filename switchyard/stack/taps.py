@@ -28,7 +28,8 @@ async def kafka_tap(bootstrap: str, topic: str) -> AsyncIterator[Tap]:
     """Read `topic` from the beginning, without a group, for as long as the block runs."""
     tap = Tap()
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None, metadata_max_age_ms=1000)  # fmt: skip
+                                enable_auto_commit=False, group_id=None, metadata_max_age_ms=1000,
+                                fetch_max_wait_ms=20)  # fmt: skip
     await consumer.start()
 
     async def pump() -> None:
