@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders import db, handlers
 from orders.currencies import CURRENCIES
@@ -21,6 +19,7 @@ from orders.domain import (
     UnknownUser,
     UsersUnavailable,
 )
+from shared.api import Page, SessionDep, correlation_id
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
 
@@ -72,26 +71,10 @@ class OrderOut(BaseModel):
         return cls.model_validate(row._mapping, from_attributes=False)
 
 
-class OrderPage(BaseModel):
-    items: list[OrderOut]
-    total: int
-    page: int
-    pages: int
+OrderPage = Page[OrderOut]
 
 
-async def session(request: Request):
-    """One transaction per request: committed when the handler returns, rolled back if it raises."""
-    async with request.app.state.runtime.sessions.begin() as s:
-        yield s
-
-
-# "function": commit before the response is sent, so a 2xx means the change is stored.
-SessionDep = Annotated[AsyncSession, Depends(session, scope="function")]
 IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=255)]
-
-
-def _correlation(request: Request) -> str | None:
-    return getattr(request.state, "correlation_id", None)
 
 
 def _missing(order_id: uuid.UUID) -> HTTPException:
@@ -115,7 +98,7 @@ async def create_order(
             currency=body.currency,
             items=items,
             idempotency_key=idempotency_key,
-            correlation_id=_correlation(request),
+            correlation_id=correlation_id(request),
         )
     except UnknownUser as exc:
         raise HTTPException(422, f"unknown user {body.user_id}") from exc
@@ -146,16 +129,14 @@ async def list_orders(
 ) -> OrderPage:
     """Orders, oldest first, of one user when `user_id` is given, a page at a time."""
     rows, total = await db.list_orders(s, user_id, offset=(page - 1) * limit, limit=limit)
-    return OrderPage(
-        items=[OrderOut.of(r) for r in rows], total=total, page=page, pages=math.ceil(total / limit)
-    )
+    return OrderPage.of([OrderOut.of(r) for r in rows], total=total, page=page, limit=limit)
 
 
 @router.post("/{order_id}/cancel", response_model=OrderOut)
 async def cancel_order(order_id: uuid.UUID, s: SessionDep, request: Request) -> OrderOut:
     """Cancel an order still waiting for its payment; 409 once it has moved on."""
     try:
-        row = await handlers.cancel_order(s, order_id, correlation_id=_correlation(request))
+        row = await handlers.cancel_order(s, order_id, correlation_id=correlation_id(request))
     except OrderNotFound as exc:
         raise _missing(order_id) from exc
     except NotCancellable as exc:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments import db
 from payments.domain import PaymentStatus
+from shared.api import Page, SessionDep
 
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
 
@@ -34,20 +33,7 @@ class PaymentOut(BaseModel):
         return cls.model_validate(row._mapping, from_attributes=False)
 
 
-class PaymentPage(BaseModel):
-    items: list[PaymentOut]
-    total: int
-    page: int
-    pages: int
-
-
-async def session(request: Request):
-    """One transaction per request, rolled back if the handler raises."""
-    async with request.app.state.runtime.sessions.begin() as s:
-        yield s
-
-
-SessionDep = Annotated[AsyncSession, Depends(session, scope="function")]
+PaymentPage = Page[PaymentOut]
 
 
 @router.get("/{payment_id}", response_model=PaymentOut)
@@ -70,9 +56,4 @@ async def list_payments(
     rows, total = await db.list_payments(
         s, order_id=order_id, offset=(page - 1) * limit, limit=limit
     )
-    return PaymentPage(
-        items=[PaymentOut.of(r) for r in rows],
-        total=total,
-        page=page,
-        pages=math.ceil(total / limit),
-    )
+    return PaymentPage.of([PaymentOut.of(r) for r in rows], total=total, page=page, limit=limit)

@@ -6,12 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.api import Page, SessionDep, correlation_id
 from users import db, handlers
-from users.domain import EmailTaken, UserNotFound, page_count
+from users.domain import EmailTaken, UserNotFound
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
@@ -68,26 +68,7 @@ class UserOut(BaseModel):
         )
 
 
-class UserPage(BaseModel):
-    items: list[UserOut]
-    total: int
-    page: int
-    pages: int
-
-
-async def session(request: Request):
-    """One transaction per request: committed when the handler returns, rolled back if it raises."""
-    async with request.app.state.runtime.sessions.begin() as s:
-        yield s
-
-
-# scope="function": commit before the response is sent, so a 201 means the user is stored
-# (and a failing commit is answered as an error, not after a success was already sent).
-SessionDep = Annotated[AsyncSession, Depends(session, scope="function")]
-
-
-def _correlation(request: Request) -> str | None:
-    return getattr(request.state, "correlation_id", None)
+UserPage = Page[UserOut]
 
 
 class Problem(BaseModel):
@@ -113,7 +94,7 @@ async def create_user(
     """Register a user; 409 if the email is taken (in any letter case)."""
     try:
         row = await handlers.register_user(
-            s, email=body.email, name=body.name, correlation_id=_correlation(request)
+            s, email=body.email, name=body.name, correlation_id=correlation_id(request)
         )
     except EmailTaken as exc:
         raise _conflict(exc) from exc
@@ -139,7 +120,7 @@ async def list_users(
     """Users, oldest first, a page at a time; a page past the last is empty."""
     rows, total = await db.list_users(s, offset=(page - 1) * limit, limit=limit)
     items = [UserOut.of(r) for r in rows]
-    return UserPage(items=items, total=total, page=page, pages=page_count(total, limit))
+    return UserPage.of(items, total=total, page=page, limit=limit)
 
 
 @router.patch("/{user_id}", response_model=UserOut, responses=MISSING | CONFLICT)
@@ -149,7 +130,9 @@ async def patch_user(
     """Change email and/or name; 409 if the new email is taken; nothing to change emits no event."""
     changes = body.model_dump(exclude_unset=True)
     try:
-        row = await handlers.update_user(s, user_id, changes, correlation_id=_correlation(request))
+        row = await handlers.update_user(
+            s, user_id, changes, correlation_id=correlation_id(request)
+        )
     except UserNotFound as exc:
         raise _missing(user_id) from exc
     except EmailTaken as exc:
@@ -161,7 +144,7 @@ async def patch_user(
 async def delete_user(user_id: uuid.UUID, s: SessionDep, request: Request) -> Response:
     """Delete a user; afterwards GET answers 404."""
     try:
-        await handlers.delete_user(s, user_id, correlation_id=_correlation(request))
+        await handlers.delete_user(s, user_id, correlation_id=correlation_id(request))
     except UserNotFound as exc:
         raise _missing(user_id) from exc
     return Response(status_code=status.HTTP_204_NO_CONTENT)

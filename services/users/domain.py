@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 
 class UserNotFound(Exception):
     """No user with that id (or it was deleted)."""
@@ -15,11 +13,6 @@ class EmailTaken(Exception):
 
 class StatsUnderflow(Exception):
     """A refund would take a user's stats below zero: it refunds an order that was never counted."""
-
-
-def page_count(total: int, limit: int) -> int:
-    """How many pages of `limit` items `total` items fill (0 when there are none)."""
-    return math.ceil(total / limit)
 
 
 def changed_fields(current: dict[str, object], wanted: dict[str, object]) -> dict[str, object]:

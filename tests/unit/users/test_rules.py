@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from users.api import UserCreate, UserPatch
-from users.domain import changed_fields, page_count
+from users.domain import changed_fields
 from users.handlers import ORDERS_EVENT_HANDLERS
 from users.messages import OrderPaid, UserDeleted, UserRegistered, user_event
 
@@ -53,13 +53,6 @@ def test_patch_takes_any_subset_but_refuses_null():
     for field in ("name", "email"):
         with pytest.raises(ValidationError):
             UserPatch.model_validate({field: None})
-
-
-@pytest.mark.parametrize(
-    ("total", "limit", "pages"), [(0, 20, 0), (1, 20, 1), (20, 20, 1), (21, 20, 2), (5, 2, 3)]
-)
-def test_page_count(total, limit, pages):
-    assert page_count(total, limit) == pages
 
 
 def test_changed_fields_keeps_only_real_changes():
