@@ -73,14 +73,15 @@ async def kafka_lag(bootstrap: str) -> list[Reading]:
                     readings.append(Reading("dead letters", name, f"{total} records", total > 0))
                     continue
                 for group in groups:
-                    # Tansu needs the partitions spelled out (FACTS.md).
+                    # Tansu drops the connection unless the partitions are spelled out.
                     committed = (
                         await admin.list_consumer_group_offsets(group, partitions=tps)
                         if tps
                         else {}
                     )
+                    # Tansu can report an end offset behind a committed one: never below zero.
                     lag = sum(
-                        ends[tp] - max(committed.get(tp).offset if committed.get(tp) else 0, 0)
+                        max(ends[tp] - (max(committed[tp].offset, 0) if tp in committed else 0), 0)
                         for tp in tps
                     )
                     readings.append(
