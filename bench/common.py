@@ -27,9 +27,7 @@ def servers() -> Iterator[Endpoints]:
     state = Path(tempfile.mkdtemp(prefix="switchyard-bench-"))
     state.chmod(0o755)
     try:
-        with test_stack(
-            state, env={**os.environ, "STACK": os.environ.get("STACK", "")}
-        ) as endpoints:
+        with test_stack(state) as endpoints:
             yield endpoints
     finally:
         shutil.rmtree(state, ignore_errors=True)

@@ -64,7 +64,7 @@ def create_service_app(
         app.include_router(router)
     app.include_router(_operations_router())
     _install_error_handlers(app)
-    _install_correlation(app)
+    app.add_middleware(CorrelationMiddleware)
     # A server span per request, continuing the caller's `traceparent` when it sends one. The
     # ASGI receive/send sub-spans would only add noise to each trace.
     FastAPIInstrumentor.instrument_app(
@@ -125,10 +125,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         # Anything else is a bug of ours, not the caller's: say so, and keep the details in the log.
         log.error("unexpected database error", path=request.url.path, exc_info=exc)
         return JSONResponse({"detail": "internal error"}, status_code=500)
-
-
-def _install_correlation(app: FastAPI) -> None:
-    app.add_middleware(CorrelationMiddleware)
 
 
 class CorrelationMiddleware:

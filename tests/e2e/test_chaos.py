@@ -12,7 +12,8 @@ import pytest
 from switchyard.client import SwitchyardClient
 from switchyard.stack.native import restart_rabbitmq
 from switchyard.webhook_sender import build_event, send_event
-from tests.e2e.conftest import _system
+from tests.support.eventually import eventually
+from tests.support.fleets import running_fleet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.slow]
 
@@ -24,7 +25,7 @@ GIVE_UP_AFTER = 120.0  # seconds a simulated client keeps retrying one request
 def chaos_system(stack, template_database):
     if stack.backend != "native":
         pytest.skip(f"restarting RabbitMQ mid-test needs the native stack, not {stack.backend}")
-    yield from _system(stack, template_database)
+    yield from running_fleet(stack, template_database)
 
 
 async def _retrying(request, ok) -> httpx.Response:
@@ -47,7 +48,7 @@ async def test_nothing_is_lost_when_services_die_and_rabbitmq_restarts(chaos_sys
     shop = SwitchyardClient(system.urls, http=httpx.AsyncClient(timeout=5))
     urls = system.urls
     user = await shop.create_user()
-    counts = {"order_retries": 0, "webhook_retries": 0}
+    counts = {"order_retries": 0, "webhook_retries": 0, "paid_by_provider": 0}
 
     async def customer_and_provider(i: int) -> str:
         key = str(uuid.uuid4())  # the same key on every retry: placing is idempotent
@@ -88,14 +89,20 @@ async def test_nothing_is_lost_when_services_die_and_rabbitmq_restarts(chaos_sys
             ),
             delivered,
         )
+        counts["paid_by_provider"] += 1
         return order["id"]
+
+    async def flowing_again() -> None:
+        """Between blows, wait until the system has carried more orders all the way through."""
+        mark = counts["paid_by_provider"]
+        await eventually(lambda: counts["paid_by_provider"] >= mark + 5, timeout=60)
 
     async def disruptions() -> float:
         for name in ("users", "orders", "payments"):
-            await asyncio.sleep(1.5)  # let orders flow between blows
+            await flowing_again()
             system.kill(name)
             await asyncio.to_thread(system.start, name)
-        await asyncio.sleep(1.5)
+        await flowing_again()
         await asyncio.to_thread(restart_rabbitmq, stack)
         return time.monotonic()
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from switchyard.client import StackUrls, SwitchyardClient
-from tests.e2e.conftest import _system
+from tests.support.fleets import running_fleet
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -18,7 +18,7 @@ ORDERS, USERS = 200, 20
 
 @pytest.fixture(scope="module")
 def pair(stack, template_database):
-    yield from _system(stack, template_database, instances=2)
+    yield from running_fleet(stack, template_database, instances=2)
 
 
 def consumed(metrics_text: str) -> float:

@@ -32,9 +32,7 @@ async def eventually(
             if value:
                 return value
             last_value = value
-        except AssertionError as exc:
-            last_error = exc
-        except Exception as exc:
+        except Exception as exc:  # AssertionError included: "not yet"
             last_error = exc
         if time.monotonic() >= deadline:
             what = message or getattr(condition, "__name__", "condition")
