@@ -67,8 +67,9 @@ async def add_to_outbox(
     The current trace context goes into the headers (explicit `headers` win), so the message's
     consumers continue the trace of the request or message that owed it.
     """
-    await session.execute(
-        sa.insert(table).values(
+    statement = (
+        sa.insert(table)
+        .values(
             message_id=envelope.id,
             broker=channel.broker,
             destination=channel.name,
@@ -78,7 +79,9 @@ async def add_to_outbox(
             payload=envelope.model_dump(mode="json", exclude_none=True),
             headers=trace_headers() | dict(headers or {}),
         )
+        # NOTIFY in the same round trip as the row. It is transactional: delivered on commit,
+        # dropped on rollback, and identical notifications of one transaction fold into one, so
+        # a batch of rows wakes the relay once.
+        .returning(sa.func.pg_notify(notify_channel(table), ""))
     )
-    # NOTIFY is transactional: delivered on commit, dropped on rollback, and identical
-    # notifications of one transaction fold into one, so a batch of rows wakes the relay once.
-    await session.execute(sa.select(sa.func.pg_notify(notify_channel(table), "")))
+    await session.execute(statement)

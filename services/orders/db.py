@@ -103,9 +103,13 @@ async def pending_orders_of(session: AsyncSession, user_id: uuid.UUID) -> list[s
     return list(await session.execute(query))
 
 
-async def insert_order(session: AsyncSession, order_id, user_id, status, total, currency, items):
-    await session.execute(
-        sa.insert(orders).values(
+async def insert_order(
+    session: AsyncSession, order_id, user_id, status, total, currency, items
+) -> sa.Row:
+    """Insert the order and return it as stored (defaults included), in one round trip."""
+    statement = (
+        sa.insert(orders)
+        .values(
             id=order_id,
             user_id=user_id,
             status=status,
@@ -113,7 +117,9 @@ async def insert_order(session: AsyncSession, order_id, user_id, status, total, 
             currency=currency,
             items=items,
         )
+        .returning(*orders.c)
     )
+    return (await session.execute(statement)).one()
 
 
 async def remember_key(session: AsyncSession, key: str, request_hash: str, order_id: uuid.UUID):

@@ -106,7 +106,7 @@ async def _earlier(sessions, key: str, request_hash: str) -> sa.Row | None:
 async def _store(session, user_id, currency, items, correlation_id) -> sa.Row:
     order_id, total, lines = uuid.uuid4(), total_cents(items), [asdict(i) for i in items]
     status = OrderStatus.PENDING_PAYMENT
-    await db.insert_order(session, order_id, user_id, status, total, currency, lines)
+    order = await db.insert_order(session, order_id, user_id, status, total, currency, lines)
     await db.record(session, order_id, "placed", Outcome.APPLIED, to_status=status)
     created = OrderCreated(
         order_id=order_id, user_id=user_id, total_cents=total, currency=currency, items=lines
@@ -117,7 +117,7 @@ async def _store(session, user_id, currency, items, correlation_id) -> sa.Row:
     # payment.requested is caused by order.created: one correlation id from here to payments.
     cause = await _owe(session, created, correlation_id=correlation_id)
     await _owe(session, requested, caused_by=cause)
-    return await db.fetch_order(session, order_id)
+    return order
 
 
 async def _apply(

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from http import HTTPStatus
 from types import TracebackType
 
-import httpx
+import aiohttp
 import structlog
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.trace import SpanKind
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from orders.domain import UnknownUser, UsersUnavailable
 from shared.app import CORRELATION_HEADER
+from shared.tracing import trace_headers, tracer
 
 log = structlog.get_logger(__name__)
+
+PATH = "/api/v1/users/{user_id}"
 
 
 class _Retryable(Exception):
@@ -21,7 +25,11 @@ class _Retryable(Exception):
 
 
 class UsersClient:
-    """The users service's `GET /api/v1/users/{id}`, seen from orders."""
+    """The users service's `GET /api/v1/users/{id}`, seen from orders.
+
+    aiohttp rather than httpx: this call is on every order's path, and aiohttp's client costs a
+    fraction of the CPU per request.
+    """
 
     def __init__(
         self,
@@ -30,16 +38,14 @@ class UsersClient:
         timeout: float = 2.0,
         attempts: int = 3,
         backoff: float = 0.1,  # seconds before the first retry, doubling up to a second
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
-        # A client span per call, and `traceparent` on the request: users continues the trace.
-        HTTPXClientInstrumentor.instrument_client(self._http)
+        self._base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._http: aiohttp.ClientSession | None = None
         self._attempts, self._backoff = attempts, backoff
 
     async def ensure_exists(self, user_id: uuid.UUID, correlation_id: str | None = None) -> None:
         """Return if the user exists; UnknownUser if not; UsersUnavailable if users cannot say."""
-        headers = {CORRELATION_HEADER: correlation_id} if correlation_id else {}
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
             wait=wait_exponential(multiplier=self._backoff, max=1.0),
@@ -49,30 +55,51 @@ class UsersClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    response = await self._get(f"/api/v1/users/{user_id}", headers)
+                    status = await self._get(user_id, correlation_id)
         except _Retryable as exc:
             log.warning("users unavailable", user_id=str(user_id), error=str(exc))
             raise UsersUnavailable(str(exc)) from exc
-        if response.status_code == httpx.codes.NOT_FOUND:
+        if status == HTTPStatus.NOT_FOUND:
             raise UnknownUser(user_id)
-        if response.status_code != httpx.codes.OK:
-            raise UsersUnavailable(f"users answered {response.status_code}")
+        if status != HTTPStatus.OK:
+            raise UsersUnavailable(f"users answered {status}")
 
-    async def _get(self, path: str, headers: dict[str, str]) -> httpx.Response:
+    async def _get(self, user_id: uuid.UUID, correlation_id: str | None) -> int:
         # Only failures that leave the question unanswered are retried: a connection that never
         # opened, or a 5xx. A read timeout is not: users may be slow, and waiting longer is worse.
-        try:
-            response = await self._http.get(path, headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise _Retryable(f"cannot connect to users: {exc!r}") from exc
-        except httpx.HTTPError as exc:
-            raise UsersUnavailable(f"users did not answer: {exc!r}") from exc
-        if response.status_code >= 500:
-            raise _Retryable(f"users answered {response.status_code}")
-        return response
+        with tracer.start_as_current_span(
+            "GET", kind=SpanKind.CLIENT, attributes={"url.template": PATH}
+        ) as span:
+            # A client span per call, and `traceparent` on the request: users continues the trace.
+            headers = trace_headers()
+            if correlation_id:
+                headers[CORRELATION_HEADER] = correlation_id
+            url = self._base_url + PATH.format(user_id=user_id)
+            try:
+                async with self._session().get(url, headers=headers) as response:
+                    await response.read()  # the body is not needed, but the connection is reused
+                    status = response.status
+            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+                # Never connected, or a kept-alive connection closed before any answer (users
+                # restarted): the GET reached no handler, so asking again is safe.
+                raise _Retryable(f"cannot connect to users: {exc!r}") from exc
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise UsersUnavailable(f"users did not answer: {exc!r}") from exc
+            span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            raise _Retryable(f"users answered {status}")
+        return status
+
+    def _session(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop, as aiohttp requires.
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=self._timeout)
+        return self._http
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     async def __aenter__(self) -> UsersClient:
         return self

@@ -1,4 +1,4 @@
-"""A consumer group member that commits a record only after its handler finished with it."""
+"""A consumer group member that commits records only after their handler finished with them."""
 
 from __future__ import annotations
 
@@ -121,18 +121,26 @@ class KafkaConsumer:
             await close_and_leave(self._consumer)  # hand the partitions to healthy members now
 
     async def _drain(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        """Handle one partition's records in order, committing after each."""
+        """Handle one partition's records in order, then commit what was handled.
+
+        One commit per batch, not per record: a member that dies mid-batch hands the handled
+        records to the group again, and the inbox makes their second run change nothing.
+        """
         assert self._consumer is not None
+        handled: int | None = None  # offset of the last record whose handler finished
         for record in records:
             if self._stopping or tp not in self.partitions or not await self._handle(record):
                 self._rewind(tp, record.offset)
-                return
-            try:
-                await self._consumer.commit({tp: record.offset + 1})
-            except CommitFailedError:
-                log.warning("kafka.commit_lost_to_rebalance", partition=str(tp))
-                self._rewind(tp, record.offset)
-                return
+                break
+            handled = record.offset
+        if handled is None:
+            return
+        try:
+            await self._consumer.commit({tp: handled + 1})
+        except CommitFailedError:
+            # The partition moved on: its new owner starts at the last commit, and the inbox
+            # makes the records handled here harmless to run again.
+            log.warning("kafka.commit_lost_to_rebalance", partition=str(tp))
 
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
         """Fetch from `offset` again, so no later commit can pass over a record not handled."""

@@ -127,9 +127,8 @@ async def test_records_a_killed_member_did_not_commit_go_to_another_member(
     bus, start_member, names
 ):
     await bus.ensure_topics({"orders.events": 1})
+    group, topic = names + "payments", names + "orders.events"
     events = [order_event(f"order-{n}", seq=n) for n in range(5)]
-    for event in events:
-        await bus.publish(ORDERS, event)
     ids = [e.id for e in events]
 
     member = await asyncio.create_subprocess_exec(
@@ -137,13 +136,23 @@ async def test_records_a_killed_member_did_not_commit_go_to_another_member(
         bus.bootstrap, names, "orders.events", "payments", ids[2],
         cwd=REPOSITORY, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    try:
-        reported: list[dict] = []
+    reported: list[dict] = []
+
+    async def read_until(key: str) -> None:
         async with asyncio.timeout(30):
-            while "holding" not in (reported[-1] if reported else {}):
+            while key not in (reported[-1] if reported else {}):
                 line = await member.stdout.readline()
                 assert line, f"member exited early after {reported}"
                 reported.append(json.loads(line))
+
+    try:
+        await read_until("assigned")
+        for event in events[:2]:  # handled and committed before the rest exist
+            await bus.publish(ORDERS, event)
+        await eventually(lambda: _committed_is(bus, group, topic, [2]))
+        for event in events[2:]:
+            await bus.publish(ORDERS, event)
+        await read_until("holding")
         assert [r["handled"] for r in reported if "handled" in r] == ids[:2]
         assert reported[-1] == {"holding": ids[2]}
     finally:
@@ -158,7 +167,6 @@ async def test_records_a_killed_member_did_not_commit_go_to_another_member(
     await start_member("orders.events", "payments", handle)
     await eventually(lambda: len(handled) >= 3, timeout=15)
     assert handled == ids[2:]
-    group, topic = names + "payments", names + "orders.events"
     await eventually(lambda: _committed_is(bus, group, topic, [5]))
 
 

@@ -3,7 +3,7 @@
 Usage: python -m tests.support.kafka_member BOOTSTRAP PREFIX TOPIC GROUP HOLD_ID
 
 Prints one JSON line per event on stdout: {"assigned": [...]}, {"handled": id} for each record it
-finished (and so committed before the next one starts), {"holding": id} when it reaches the record
+finished (committed with the rest of its batch), {"holding": id} when it reaches the record
 with id HOLD_ID, which it never finishes.
 """
 

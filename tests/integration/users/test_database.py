@@ -171,8 +171,9 @@ async def test_pool_serves_again_after_a_failed_statement(users_settings, admin)
     assert await count(admin, db.users) == 1
 
 
-async def test_pool_recovers_after_its_connection_is_killed(users_settings, admin):
-    engine = make_engine(users_settings().database_url, pool_size=1)
+async def test_pool_recovers_after_an_idle_connection_is_killed(users_settings, admin):
+    # ping_after_idle=0: every checkout counts as idle, so the pool checks before handing out.
+    engine = make_engine(users_settings().database_url, pool_size=1, ping_after_idle=0)
     sessions = make_sessions(engine)
     try:
         victim = await backend_pid(engine)
@@ -184,6 +185,30 @@ async def test_pool_recovers_after_its_connection_is_killed(users_settings, admi
     finally:
         await engine.dispose()
     assert await count(admin, db.users) == 1
+
+
+async def test_a_busy_connection_killed_fails_one_transaction_at_most(users_settings, admin):
+    # Used moments ago, so not pinged: if the client has not yet seen the server close it, the
+    # next transaction fails as a disconnect (nothing committed) and the pool replaces it.
+    engine = make_engine(users_settings().database_url, pool_size=1, ping_after_idle=60)
+    sessions = make_sessions(engine)
+    try:
+        victim = await backend_pid(engine)
+        async with admin.connect() as conn:
+            assert await conn.scalar(sa.select(sa.func.pg_terminate_backend(victim, 5000)))
+        committed_first = True
+        try:
+            async with sessions.begin() as session:
+                await handlers.register_user(session, email="maybe@example.com", name="Maybe")
+        except sa.exc.DBAPIError as exc:
+            assert exc.connection_invalidated
+            committed_first = False
+        async with sessions.begin() as session:
+            await handlers.register_user(session, email="revived@example.com", name="Revived")
+        assert await backend_pid(engine) != victim
+    finally:
+        await engine.dispose()
+    assert await count(admin, db.users) == (2 if committed_first else 1)
 
 
 @pytest.mark.parametrize("other", ["orders", "payments"])

@@ -1,91 +1,117 @@
-"""The users client against a fake users service: answers, retries, and when it gives up."""
+"""The users client against a fake users service on loopback: answers, retries, giving up."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
-import httpx
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from orders.domain import UnknownUser, UsersUnavailable
 from orders.users_client import UsersClient
+from switchyard.stack.processes import free_port
 
 pytestmark = pytest.mark.unit
 
 USER = uuid.uuid4()
+Step = int | Callable[[web.Request], "asyncio.Future[web.StreamResponse]"]
 
 
 class FakeUsers:
-    """Answers each request with the next planned response (or raises the planned error)."""
+    """Answers each request with the next planned step; the last step repeats."""
 
-    def __init__(self, *plan: int | Callable[[httpx.Request], httpx.Response]) -> None:
+    def __init__(self, *plan: Step) -> None:
         self.plan = list(plan)
-        self.requests: list[httpx.Request] = []
+        self.requests: list[web.Request] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(request)
         step = self.plan.pop(0) if len(self.plan) > 1 else self.plan[0]
         if callable(step):
-            return step(request)
-        return httpx.Response(step, json={"id": str(USER)})
+            return await step(request)
+        return web.json_response({"id": str(USER)}, status=step)
 
 
-def refuse(request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError("connection refused", request=request)
+async def drop(request: web.Request) -> web.StreamResponse:
+    request.transport.close()  # the connection ends before any answer
+    return web.Response()
 
 
-def read_timeout(request: httpx.Request) -> httpx.Response:
-    raise httpx.ReadTimeout("too slow", request=request)
+async def too_slow(request: web.Request) -> web.StreamResponse:
+    await asyncio.sleep(1)
+    return web.json_response({})
 
 
-def client(fake: FakeUsers, attempts: int = 3) -> UsersClient:
-    return UsersClient(
-        "http://users.test",
-        attempts=attempts,
-        backoff=0.001,
-        transport=httpx.MockTransport(fake),
-    )
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable]:
+    servers: list[TestServer] = []
+
+    async def start(fake: FakeUsers, attempts: int = 3) -> UsersClient:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await fake(request)
+
+        app = web.Application()
+        app.router.add_get("/api/v1/users/{user_id}", handle)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return UsersClient(str(server.make_url("")), attempts=attempts, backoff=0.001, timeout=0.3)
+
+    yield start
+    for server in servers:
+        await server.close()
 
 
-async def test_existing_user_is_one_get_with_the_correlation_id():
+def nobody_listening(attempts: int) -> UsersClient:
+    return UsersClient(f"http://127.0.0.1:{free_port()}", attempts=attempts, backoff=0.001)
+
+
+async def test_existing_user_is_one_get_with_the_correlation_id(serve):
     fake = FakeUsers(200)
-    async with client(fake) as users:
+    async with await serve(fake) as users:
         await users.ensure_exists(USER, correlation_id="corr-9")
     [request] = fake.requests
-    assert request.url.path == f"/api/v1/users/{USER}"
+    assert request.path == f"/api/v1/users/{USER}"
     assert request.headers["X-Correlation-ID"] == "corr-9"
 
 
-async def test_404_is_an_unknown_user_asked_once():
+async def test_404_is_an_unknown_user_asked_once(serve):
     fake = FakeUsers(404)
-    async with client(fake) as users:
+    async with await serve(fake) as users:
         with pytest.raises(UnknownUser):
             await users.ensure_exists(USER)
     assert len(fake.requests) == 1
 
 
-@pytest.mark.parametrize("failure", [500, 503, refuse], ids=["500", "503", "refused"])
-async def test_passing_failures_are_retried(failure):
+@pytest.mark.parametrize("failure", [500, 503, drop], ids=["500", "503", "dropped"])
+async def test_passing_failures_are_retried(serve, failure):
     fake = FakeUsers(failure, failure, 200)
-    async with client(fake) as users:
+    async with await serve(fake) as users:
         await users.ensure_exists(USER)
     assert len(fake.requests) == 3
 
 
-@pytest.mark.parametrize("failure", [502, refuse], ids=["502", "refused"])
-async def test_retries_are_bounded_then_users_is_unavailable(failure):
-    fake = FakeUsers(failure)
-    async with client(fake, attempts=4) as users:
+async def test_server_errors_are_retried_a_bounded_number_of_times(serve):
+    fake = FakeUsers(502)
+    async with await serve(fake, attempts=4) as users:
         with pytest.raises(UsersUnavailable):
             await users.ensure_exists(USER)
     assert len(fake.requests) == 4
 
 
-@pytest.mark.parametrize("failure", [read_timeout, 400, 401], ids=["read-timeout", "400", "401"])
-async def test_other_failures_are_unavailable_at_once(failure):
+async def test_a_refused_connection_is_retried_then_users_is_unavailable():
+    async with nobody_listening(attempts=2) as users:
+        with pytest.raises(UsersUnavailable, match="cannot connect"):
+            await users.ensure_exists(USER)
+
+
+@pytest.mark.parametrize("failure", [too_slow, 400, 401], ids=["read-timeout", "400", "401"])
+async def test_other_failures_are_unavailable_at_once(serve, failure):
     fake = FakeUsers(failure)
-    async with client(fake) as users:
+    async with await serve(fake) as users:
         with pytest.raises(UsersUnavailable):
             await users.ensure_exists(USER)
     assert len(fake.requests) == 1
