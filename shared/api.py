@@ -9,6 +9,8 @@ from fastapi import Depends, Request
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db import reading
+
 T = TypeVar("T")
 
 
@@ -21,6 +23,15 @@ async def session(request: Request):
 # scope="function": commit before the response is sent, so a 2xx means the change is stored
 # (and a failing commit is answered as an error, not after a success was already sent).
 SessionDep = Annotated[AsyncSession, Depends(session, scope="function")]
+
+
+async def read_session(request: Request):
+    """A session without a transaction, for a request answered by one query."""
+    async with reading(request.app.state.runtime.sessions) as s:
+        yield s
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(read_session, scope="function")]
 
 
 def correlation_id(request: Request) -> str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import (
@@ -79,3 +81,15 @@ def _pinger(after_idle: float):
 
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for reads: each statement runs in its own implicit transaction.
+
+    One round trip per query instead of three (BEGIN, query, ROLLBACK). Two queries may see two
+    different moments, so use it where one statement answers, or where that does not matter.
+    """
+    async with sessions() as session:
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session

@@ -66,9 +66,10 @@ def encode_event(event: dict[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
 
-def _request(
-    secret: str, event: dict[str, Any], msg_id: str | None
+def signed_request(
+    secret: str, event: dict[str, Any], msg_id: str | None = None
 ) -> tuple[bytes, dict[str, str]]:
+    """The body and the Standard Webhooks headers that sign it, for any HTTP client."""
     body = encode_event(event)
     return body, signed_headers(secret, body, msg_id=msg_id)
 
@@ -82,7 +83,7 @@ async def send_event(
     client: httpx.AsyncClient | None = None,
 ) -> httpx.Response:
     """Sign `event` and POST it; pass `client` to reuse connections (the load generator does)."""
-    body, headers = _request(secret, event, msg_id)
+    body, headers = signed_request(secret, event, msg_id)
     if client is not None:
         return await client.post(url, content=body, headers=headers)
     async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as own_client:
@@ -98,7 +99,7 @@ def send_event_sync(
     client: httpx.Client | None = None,
 ) -> httpx.Response:
     """send_event for code without an event loop, such as the CLI."""
-    body, headers = _request(secret, event, msg_id)
+    body, headers = signed_request(secret, event, msg_id)
     if client is not None:
         return client.post(url, content=body, headers=headers)
     with httpx.Client(timeout=TIMEOUT_SECONDS) as own_client:

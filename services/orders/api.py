@@ -19,7 +19,7 @@ from orders.domain import (
     UnknownUser,
     UsersUnavailable,
 )
-from shared.api import Page, SessionDep, correlation_id
+from shared.api import Page, ReadSessionDep, SessionDep, correlation_id
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
 
@@ -112,7 +112,7 @@ async def create_order(
 
 
 @router.get("/{order_id}", response_model=OrderOut)
-async def get_order(order_id: uuid.UUID, s: SessionDep) -> OrderOut:
+async def get_order(order_id: uuid.UUID, s: ReadSessionDep) -> OrderOut:
     """One order."""
     row = await db.fetch_order(s, order_id)
     if row is None:

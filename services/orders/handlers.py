@@ -38,6 +38,7 @@ from orders.messages import (
     UserDeleted,
     order_message,
 )
+from shared.db import reading
 from shared.envelope import Envelope
 from shared.outbox import add_to_outbox
 
@@ -94,7 +95,8 @@ async def place_order(
 
 
 async def _earlier(sessions, key: str, request_hash: str) -> sa.Row | None:
-    async with sessions() as session:
+    # Outside a transaction: the key's order was committed with it, so two reads are enough.
+    async with reading(sessions) as session:
         stored = await db.find_key(session, key)
         if stored is None:
             return None

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from payments import db
 from payments.domain import PaymentStatus
-from shared.api import Page, SessionDep
+from shared.api import Page, ReadSessionDep, SessionDep
 
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
 
@@ -37,7 +37,7 @@ PaymentPage = Page[PaymentOut]
 
 
 @router.get("/{payment_id}", response_model=PaymentOut)
-async def get_payment(payment_id: uuid.UUID, s: SessionDep) -> PaymentOut:
+async def get_payment(payment_id: uuid.UUID, s: ReadSessionDep) -> PaymentOut:
     """One payment and its status."""
     row = await db.fetch_payment(s, payment_id)
     if row is None:

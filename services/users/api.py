@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-from shared.api import Page, SessionDep, correlation_id
+from shared.api import Page, ReadSessionDep, SessionDep, correlation_id
 from users import db, handlers
 from users.domain import EmailTaken, UserNotFound
 
@@ -103,7 +103,7 @@ async def create_user(
 
 
 @router.get("/{user_id}", response_model=UserOut, responses=MISSING)
-async def get_user(user_id: uuid.UUID, s: SessionDep) -> UserOut:
+async def get_user(user_id: uuid.UUID, s: ReadSessionDep) -> UserOut:
     """One user with their lifetime order stats."""
     row = await db.fetch_user(s, user_id)
     if row is None:
