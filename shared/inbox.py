@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
@@ -85,15 +86,20 @@ class InboxGuard:
         A concurrent delivery of the same id blocks on the primary key until the first
         transaction ends, then sees the row (duplicate) or, if that one rolled back, takes over.
         """
-        statement = (
-            insert(self._table)
-            .values(
-                consumer=self._consumer,
-                message_id=envelope.id,
-                type=envelope.type,
-                payload=encode(envelope).decode() if self._keep_payload else None,
-            )
-            .on_conflict_do_nothing(index_elements=["consumer", "message_id"])
-            .returning(self._table.c.message_id)
-        )
-        return (await session.execute(statement)).first() is not None
+        row = {
+            "consumer": self._consumer,
+            "message_id": envelope.id,
+            "type": envelope.type,
+            "payload": encode(envelope).decode() if self._keep_payload else None,
+        }
+        return (await session.execute(_record_once(self._table), row)).first() is not None
+
+
+@functools.cache
+def _record_once(table: sa.Table) -> sa.Insert:
+    """Built once per table, not per message: building a statement costs more than running it."""
+    return (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["consumer", "message_id"])
+        .returning(table.c.message_id)
+    )

@@ -73,11 +73,28 @@ def is_key_clash(exc: sa.exc.IntegrityError) -> bool:
     return "idempotency_keys_pkey" in str(exc.orig)
 
 
+# Statements on every order's path, built once: building one per call costs more than running it.
+_ORDER = sa.select(orders).where(orders.c.id == sa.bindparam("order_id"))
+# Locked: serialises HTTP cancels and consumed events on the same order.
+_ORDER_FOR_UPDATE = _ORDER.with_for_update()
+_INSERT_ORDER = sa.insert(orders).returning(*orders.c)
+_UPDATE_ORDER = (
+    sa.update(orders)
+    .where(orders.c.id == sa.bindparam("target_id"))
+    .values(updated_at=sa.func.now())
+)
+_REMEMBER_KEY = sa.insert(idempotency_keys)
+_KEY = sa.select(idempotency_keys).where(idempotency_keys.c.key == sa.bindparam("given_key"))
+_RECORD = sa.insert(order_history)
+
+
 async def fetch_order(session: AsyncSession, order_id: uuid.UUID, *, lock: bool = False):
-    query = sa.select(orders).where(orders.c.id == order_id)
-    if lock:  # serialises HTTP cancels and consumed events on the same order
-        query = query.with_for_update()
-    return (await session.execute(query)).first()
+    query = _ORDER_FOR_UPDATE if lock else _ORDER
+    return (await session.execute(query, {"order_id": order_id})).first()
+
+
+async def update_order(session: AsyncSession, order_id: uuid.UUID, **changes) -> None:
+    await session.execute(_UPDATE_ORDER, {**changes, "target_id": order_id})
 
 
 async def list_orders(session: AsyncSession, user_id: uuid.UUID | None, *, offset: int, limit: int):
@@ -107,34 +124,27 @@ async def insert_order(
     session: AsyncSession, order_id, user_id, status, total, currency, items
 ) -> sa.Row:
     """Insert the order and return it as stored (defaults included), in one round trip."""
-    statement = (
-        sa.insert(orders)
-        .values(
-            id=order_id,
-            user_id=user_id,
-            status=status,
-            total_cents=total,
-            currency=currency,
-            items=items,
-        )
-        .returning(*orders.c)
-    )
-    return (await session.execute(statement)).one()
+    row = {
+        "id": order_id,
+        "user_id": user_id,
+        "status": status,
+        "total_cents": total,
+        "currency": currency,
+        "items": items,
+    }
+    return (await session.execute(_INSERT_ORDER, row)).one()
 
 
 async def remember_key(session: AsyncSession, key: str, request_hash: str, order_id: uuid.UUID):
-    await session.execute(
-        sa.insert(idempotency_keys).values(key=key, request_hash=request_hash, order_id=order_id)
-    )
+    row = {"key": key, "request_hash": request_hash, "order_id": order_id}
+    await session.execute(_REMEMBER_KEY, row)
 
 
 async def find_key(session: AsyncSession, key: str) -> sa.Row | None:
-    query = sa.select(idempotency_keys).where(idempotency_keys.c.key == key)
-    return (await session.execute(query)).first()
+    return (await session.execute(_KEY, {"given_key": key})).first()
 
 
 async def record(session: AsyncSession, order_id: uuid.UUID, event: str, outcome: str, **rest):
     """One line of the order's history."""
-    await session.execute(
-        sa.insert(order_history).values(order_id=order_id, event=event, outcome=outcome, **rest)
-    )
+    row = {"order_id": order_id, "event": event, "outcome": outcome, **rest}
+    await session.execute(_RECORD, row)

@@ -142,11 +142,7 @@ async def _apply(
         return None
     decision = decide(OrderStatus(order.status), trigger)
     if decision.outcome is Outcome.APPLIED:
-        await session.execute(
-            sa.update(db.orders)
-            .where(db.orders.c.id == order_id)
-            .values(status=decision.status, updated_at=sa.func.now(), **changes)
-        )
+        await db.update_order(session, order_id, status=decision.status, **changes)
     await db.record(
         session,
         order_id,

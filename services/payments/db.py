@@ -62,36 +62,61 @@ outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
 
 
+# The statements every payment runs, built once: building one per call costs more than running it.
+_LOCK_ORDER = sa.select(
+    sa.func.pg_advisory_xact_lock(
+        sa.func.hashtextextended(sa.bindparam("order_key", type_=sa.Text), 0)
+    )
+)
+_INSERT_PAYMENT = (
+    insert(payments).on_conflict_do_nothing(index_elements=["order_id"]).returning(*payments.c)
+)
+_PAYMENT_FOR_ORDER = sa.select(payments).where(payments.c.order_id == sa.bindparam("order_id"))
+_PAYMENT = sa.select(payments).where(payments.c.id == sa.bindparam("payment_id"))
+_UPDATE_PAYMENT = (
+    sa.update(payments)
+    .where(payments.c.id == sa.bindparam("target_id"))
+    .values(updated_at=sa.func.now())
+    .returning(*payments.c)
+)
+_RECORD_WEBHOOK = (
+    insert(webhooks)
+    .values(state="pending")
+    .on_conflict_do_nothing(index_elements=["webhook_id"])
+    .returning(webhooks.c.webhook_id)
+)
+_PENDING_WEBHOOKS = (
+    sa.select(webhooks)
+    .where(webhooks.c.order_id == sa.bindparam("order_id"), webhooks.c.state == "pending")
+    .order_by(webhooks.c.seq)
+)
+_SETTLE_WEBHOOK = (
+    sa.update(webhooks)
+    .where(webhooks.c.webhook_id == sa.bindparam("target_id"))
+    .values(processed_at=sa.func.now())
+)
+
+
 async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> None:
     """Serialise everything that touches one order's payment until the transaction ends.
 
     Without it, a webhook and the command for the same order could each miss the other's
     uncommitted row: the webhook kept pending for a payment that already exists.
     """
-    await session.execute(
-        sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(str(order_id), 0)))
-    )
+    await session.execute(_LOCK_ORDER, {"order_key": str(order_id)})
 
 
 async def insert_payment(session: AsyncSession, **values) -> sa.Row | None:
     """The new payment, or None if the order already has one."""
-    statement = (
-        insert(payments)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["order_id"])
-        .returning(*payments.c)
-    )
-    return (await session.execute(statement)).first()
+    return (await session.execute(_INSERT_PAYMENT, values)).first()
 
 
 async def payment_for_order(session: AsyncSession, order_id: uuid.UUID) -> sa.Row | None:
-    query = sa.select(payments).where(payments.c.order_id == order_id)
-    return (await session.execute(query)).first()
+    return (await session.execute(_PAYMENT_FOR_ORDER, {"order_id": order_id})).first()
 
 
 async def fetch_payment(session: AsyncSession, payment_id: uuid.UUID) -> sa.Row | None:
-    query = sa.select(payments).where(payments.c.id == payment_id)
-    return (await session.execute(query)).first()
+    return (await session.execute(_PAYMENT, {"payment_id": payment_id})).first()
 
 
 async def list_payments(
@@ -110,39 +135,19 @@ async def list_payments(
 
 
 async def update_payment(session: AsyncSession, payment_id: uuid.UUID, **values) -> sa.Row:
-    statement = (
-        sa.update(payments)
-        .where(payments.c.id == payment_id)
-        .values(**values, updated_at=sa.func.now())
-        .returning(*payments.c)
-    )
-    return (await session.execute(statement)).one()
+    return (await session.execute(_UPDATE_PAYMENT, {**values, "target_id": payment_id})).one()
 
 
 async def record_webhook(session: AsyncSession, **values) -> bool:
     """Store a webhook as pending; False if its webhook-id was already stored."""
-    statement = (
-        insert(webhooks)
-        .values(**values, state="pending")
-        .on_conflict_do_nothing(index_elements=["webhook_id"])
-        .returning(webhooks.c.webhook_id)
-    )
-    return (await session.execute(statement)).first() is not None
+    return (await session.execute(_RECORD_WEBHOOK, values)).first() is not None
 
 
 async def pending_webhooks(session: AsyncSession, order_id: uuid.UUID) -> list[sa.Row]:
     """Webhooks that arrived before the order's payment existed, in the order received."""
-    query = (
-        sa.select(webhooks)
-        .where(webhooks.c.order_id == order_id, webhooks.c.state == "pending")
-        .order_by(webhooks.c.seq)
-    )
-    return list(await session.execute(query))
+    return list(await session.execute(_PENDING_WEBHOOKS, {"order_id": order_id}))
 
 
 async def settle_webhook(session: AsyncSession, webhook_id: str, state: str, outcome: str) -> None:
-    await session.execute(
-        sa.update(webhooks)
-        .where(webhooks.c.webhook_id == webhook_id)
-        .values(state=state, outcome=outcome, processed_at=sa.func.now())
-    )
+    params = {"target_id": webhook_id, "state": state, "outcome": outcome}
+    await session.execute(_SETTLE_WEBHOOK, params)
