@@ -22,7 +22,9 @@ FAST_JOIN_CONSUMER: dict[str, Any] = {
     "max_poll_interval_ms": 10_000,
     "metadata_max_age_ms": 5000,
     # Tansu answers a fetch only when this wait is over, records or not: 500 ms by default.
-    "fetch_max_wait_ms": 20,
+    # 100 ms keeps a hop quick without a member's polling costing the broker a tenth of a core
+    # (at 20 ms, three idle members kept Tansu busy a fifth of the time).
+    "fetch_max_wait_ms": 100,
 }
 FAST_JOIN_PRODUCER: dict[str, Any] = {"metadata_max_age_ms": 5000}
 
