@@ -1,0 +1,130 @@
+"""The load generator: customers posting orders, and a simulated payment provider answering them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from switchyard.stack.fleet import Fleet
+from switchyard.webhook_sender import build_event, signed_request, signing_secret
+
+TIMEOUT = aiohttp.ClientTimeout(total=30)
+
+
+@dataclass
+class Paid:
+    """When each order's `order.paid` reached Kafka, and what the provider failed to deliver."""
+
+    at: dict[str, float] = field(default_factory=dict)
+    webhook_failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Posted:
+    """When each order of one phase was posted, and the posts that failed."""
+
+    at: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+
+async def create_users(fleet: Fleet, count: int) -> list[dict]:
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        users = []
+        for i in range(count):
+            body = {"email": f"bench.{uuid.uuid4().hex[:8]}.{i}@example.com", "name": f"Bench {i}"}
+            async with http.post(f"{fleet.urls.users}/api/v1/users", json=body) as response:
+                response.raise_for_status()
+                users.append(await response.json())
+        return users
+
+
+async def provider(fleet: Fleet, commands, paid: Paid) -> None:
+    """The simulated PSP: every payment request is confirmed with a signed webhook."""
+    secret, url = signing_secret(), f"{fleet.urls.payments}/webhooks/psp"
+    pending: set[asyncio.Task] = set()
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+
+        async def confirm(data: dict) -> None:
+            event = build_event(
+                "payment.succeeded", data["order_id"], data["amount_cents"], data["currency"]
+            )
+            body, headers = signed_request(secret, event)
+            headers["content-type"] = "application/json"
+            try:
+                async with http.post(url, data=body, headers=headers) as response:
+                    if response.status >= 300:
+                        text = await response.text()
+                        paid.webhook_failures.append(f"{response.status} {text[:200]}")
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                paid.webhook_failures.append(repr(exc))
+
+        answered = 0
+        while True:
+            for command in commands.seen[answered:]:
+                answered += 1
+                task = asyncio.create_task(confirm(command.data))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            await asyncio.sleep(0.002)
+
+
+async def watch_paid(tap, paid: Paid) -> None:
+    seen = 0
+    while True:
+        for event in tap.seen[seen:]:
+            if event.type == "order.paid":
+                paid.at.setdefault(event.subject, time.perf_counter())
+        seen = len(tap.seen)
+        await asyncio.sleep(0.002)
+
+
+async def post_orders(
+    fleet: Fleet,
+    posted: Posted,
+    orders: int,
+    users: list[dict],
+    *,
+    rate_per_s: float | None,
+    concurrency: int,
+    progress: Callable[[], None],
+) -> None:
+    """POST orders at a fixed offered rate (open loop) or with a fixed number in flight."""
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as http:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            body = {
+                "user_id": users[i % len(users)]["id"],
+                "currency": "EUR",
+                "items": [{"sku": f"SKU-{i % 97}", "quantity": 1 + i % 3, "unit_price_cents": 499}],
+            }
+            headers = {"Idempotency-Key": str(uuid.uuid4())}
+            async with gate:
+                started = time.perf_counter()
+                try:
+                    url = f"{fleet.urls.orders}/api/v1/orders"
+                    async with http.post(url, json=body, headers=headers) as response:
+                        if response.status != 201:
+                            text = await response.text()
+                            posted.failures.append(f"{response.status} {text[:200]}")
+                            return
+                        order = await response.json()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    posted.failures.append(repr(exc))
+                    return
+            posted.at[order["id"]] = started
+            progress()
+
+        tasks = []
+        started = time.perf_counter()
+        for i in range(orders):
+            tasks.append(asyncio.create_task(one(i)))
+            if rate_per_s:  # keep to the schedule, however long creating a task took
+                await asyncio.sleep(max(0.0, started + (i + 1) / rate_per_s - time.perf_counter()))
+        await asyncio.gather(*tasks)
