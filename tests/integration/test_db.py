@@ -1,0 +1,88 @@
+"""What the shared engine sends to Postgres for each kind of work, counted on the wire."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import make_engine, make_sessions, reading
+
+pytestmark = pytest.mark.integration
+
+
+class Wire:
+    """The simple-protocol queries (BEGIN, COMMIT, ROLLBACK, pings) every connection sends."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.queries: list[str] = []
+        sa.event.listen(engine.sync_engine.pool, "connect", self._watch)
+
+    def _watch(self, dbapi_connection, _record) -> None:
+        driver = dbapi_connection.driver_connection
+        driver.add_query_logger(lambda record: self.queries.append(record.query.strip(" ;")))
+
+    def take(self) -> list[str]:
+        taken, self.queries[:] = list(self.queries), []
+        return taken
+
+
+async def engine_and_wire(url: str, **options) -> tuple[AsyncEngine, Wire]:
+    engine = make_engine(url, pool_size=1, **options)
+    wire = Wire(engine)
+    async with engine.connect() as conn:  # open the connection before anything is counted
+        await conn.execute(sa.text("SELECT 0"))
+    wire.take()
+    return engine, wire
+
+
+@pytest.fixture
+async def url(database) -> AsyncIterator[str]:
+    yield database.admin_url
+
+
+async def test_a_transaction_is_begin_and_commit_around_its_statements(url):
+    engine, wire = await engine_and_wire(url)
+    try:
+        async with make_sessions(engine).begin() as session:
+            await session.execute(sa.text("SELECT 1 + 1"))
+        assert wire.take() == ["BEGIN", "COMMIT"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_read_session_sends_no_begin_or_rollback(url):
+    engine, wire = await engine_and_wire(url)
+    try:
+        async with reading(make_sessions(engine)) as session:
+            assert await session.scalar(sa.text("SELECT 40 + 2")) == 42
+        assert wire.take() == []
+        async with make_sessions(
+            engine
+        ).begin() as session:  # the connection is transactional again
+            await session.execute(sa.text("SELECT 1 + 1"))
+        assert [q.split()[0] for q in wire.take()] == ["BEGIN", "COMMIT"]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_connection_back_in_use_at_once_is_not_pinged(url):
+    engine, wire = await engine_and_wire(url, ping_after_idle=60)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1 + 1"))
+        assert "SELECT 1" not in wire.take()
+    finally:
+        await engine.dispose()
+
+
+async def test_an_idle_connection_is_pinged_before_use(url):
+    engine, wire = await engine_and_wire(url, ping_after_idle=0)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1 + 1"))
+        assert wire.take()[0] == "SELECT 1"
+    finally:
+        await engine.dispose()

@@ -1,0 +1,46 @@
+"""The benchmark's verdicts against its targets, from made-up results."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.targets import judge
+
+pytestmark = pytest.mark.unit
+
+
+def results(*, orders_per_s: float, idle_p99: float, latency: dict | None = None) -> dict:
+    made_up = {
+        "throughput": {"orders_per_s": orders_per_s},
+        "outbox_idle": {"commit_to_confirm_ms": {"p99": idle_p99}},
+        "raw": {
+            "rabbitmq": {"confirmed_batches_of_500_per_s": 4000},
+            "kafka": {"acked_send_then_flush_per_s": 60000},
+            "postgres": {"outbox_transactions_per_s": 2500},
+        },
+    }
+    if latency:
+        made_up["latency"] = latency
+    return made_up
+
+
+def verdicts(judged: dict) -> list:
+    return [t["met"] for t in judged["targets"]]
+
+
+def test_the_slowest_part_is_the_yardstick():
+    judged = judge(results(orders_per_s=500, idle_p99=5))
+    assert judged["slowest_part"] == {"name": "postgres outbox transactions", "per_s": 2500}
+    assert judged["pipeline_fraction_of_slowest"] == 0.2
+
+
+def test_each_target_is_met_or_missed():
+    assert verdicts(judge(results(orders_per_s=400, idle_p99=9.9))) == [True, True]
+    assert verdicts(judge(results(orders_per_s=399, idle_p99=10))) == [False, False]
+
+
+def test_latency_is_judged_only_at_the_rate_the_target_names():
+    at_100 = {"offered_rate_per_s": 100, "post_to_paid_ms": {"p99": 149}}
+    at_50 = {"offered_rate_per_s": 50, "post_to_paid_ms": {"p99": 20}}
+    assert verdicts(judge(results(orders_per_s=1, idle_p99=1, latency=at_100)))[-1] is True
+    assert verdicts(judge(results(orders_per_s=1, idle_p99=1, latency=at_50)))[-1] is None
