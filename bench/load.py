@@ -14,6 +14,7 @@ from switchyard.stack.fleet import Fleet
 from switchyard.webhook_sender import build_event, signed_request, signing_secret
 
 TIMEOUT = aiohttp.ClientTimeout(total=30)
+WEBHOOK_ATTEMPTS = 5
 
 
 @dataclass
@@ -21,7 +22,8 @@ class Paid:
     """When each order's `order.paid` reached Kafka, and what the provider failed to deliver."""
 
     at: dict[str, float] = field(default_factory=dict)
-    webhook_failures: list[str] = field(default_factory=list)
+    webhook_retries: list[str] = field(default_factory=list)  # why each failed attempt failed
+    webhook_failures: list[str] = field(default_factory=list)  # given up after every attempt
 
 
 @dataclass
@@ -50,18 +52,23 @@ async def provider(fleet: Fleet, commands, paid: Paid) -> None:
     async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
 
         async def confirm(data: dict) -> None:
+            """Deliver one webhook, retrying as a real provider does, with the same webhook id."""
             event = build_event(
                 "payment.succeeded", data["order_id"], data["amount_cents"], data["currency"]
             )
-            body, headers = signed_request(secret, event)
-            headers["content-type"] = "application/json"
-            try:
-                async with http.post(url, data=body, headers=headers) as response:
-                    if response.status >= 300:
-                        text = await response.text()
-                        paid.webhook_failures.append(f"{response.status} {text[:200]}")
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                paid.webhook_failures.append(repr(exc))
+            msg_id = f"msg_{uuid.uuid4().hex}"
+            for attempt in range(WEBHOOK_ATTEMPTS):
+                body, headers = signed_request(secret, event, msg_id)
+                try:
+                    async with http.post(url, data=body, headers=headers) as response:
+                        if response.status < 300:
+                            return
+                        outcome = f"{response.status} {(await response.text())[:200]}"
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    outcome = repr(exc)
+                paid.webhook_retries.append(outcome)
+                await asyncio.sleep(0.05 * 2**attempt)
+            paid.webhook_failures.append(outcome)
 
         answered = 0
         while True:

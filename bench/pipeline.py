@@ -141,6 +141,8 @@ async def measure(args, fleet: Fleet, endpoints, console: Console) -> dict:
         finally:
             for task in helpers:
                 task.cancel()
+    results["webhook_retries"] = len(paid.webhook_retries)
+    results["webhook_retries_sample"] = paid.webhook_retries[:3]
     results["webhook_failures"] = len(paid.webhook_failures)
     return results
 

@@ -78,7 +78,7 @@ def report(results: dict) -> None:
         ("raw: Postgres outbox transactions/s", f"{raw['postgres']['outbox_transactions_per_s']:,.0f}"),
         (f"pipeline / slowest part ({results['slowest_part']['name']})",
          f"{results['pipeline_fraction_of_slowest']:.3f}"),
-        ("webhooks the provider could not deliver", f"{results['webhook_failures']}"),
+        ("webhook attempts that failed / given up", f"{results['webhook_retries']} / {results['webhook_failures']}"),
     ]  # fmt: skip
     for row in rows:
         table.add_row(*row)
