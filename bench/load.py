@@ -14,6 +14,7 @@ from switchyard.stack.fleet import Fleet
 from switchyard.webhook_sender import build_event, signed_request, signing_secret
 
 TIMEOUT = aiohttp.ClientTimeout(total=30)
+KEEPALIVE_SECONDS = 4.0  # below uvicorn's 5 s, so no request meets a connection being closed
 WEBHOOK_ATTEMPTS = 5
 
 
@@ -49,7 +50,8 @@ async def provider(fleet: Fleet, commands, paid: Paid) -> None:
     """The simulated PSP: every payment request is confirmed with a signed webhook."""
     secret, url = signing_secret(), f"{fleet.urls.payments}/webhooks/psp"
     pending: set[asyncio.Task] = set()
-    async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+    connector = aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_SECONDS)
+    async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as http:
 
         async def confirm(data: dict) -> None:
             """Deliver one webhook, retrying as a real provider does, with the same webhook id."""
@@ -101,7 +103,7 @@ async def post_orders(
     progress: Callable[[], None],
 ) -> None:
     """POST orders at a fixed offered rate (open loop) or with a fixed number in flight."""
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=KEEPALIVE_SECONDS)
     async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as http:
         gate = asyncio.Semaphore(concurrency)
 

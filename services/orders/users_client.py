@@ -18,6 +18,7 @@ from shared.tracing import trace_headers, tracer
 log = structlog.get_logger(__name__)
 
 PATH = "/api/v1/users/{user_id}"
+KEEPALIVE_SECONDS = 4.0
 
 
 class _Retryable(Exception):
@@ -79,9 +80,9 @@ class UsersClient:
                 async with self._session().get(url, headers=headers) as response:
                     await response.read()  # the body is not needed, but the connection is reused
                     status = response.status
-            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-                # Never connected, or a kept-alive connection closed before any answer (users
-                # restarted): the GET reached no handler, so asking again is safe.
+            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+                # Never connected, or the connection broke before any answer (users restarted):
+                # a GET changes nothing, so asking again is safe.
                 raise _Retryable(f"cannot connect to users: {exc!r}") from exc
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise UsersUnavailable(f"users did not answer: {exc!r}") from exc
@@ -93,7 +94,10 @@ class UsersClient:
     def _session(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running loop, as aiohttp requires.
         if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=self._timeout)
+            # Idle connections are dropped before uvicorn's 5 s keep-alive ends, so a request
+            # never goes out on a connection the server is closing at that moment.
+            connector = aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_SECONDS)
+            self._http = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._http
 
     async def aclose(self) -> None:
