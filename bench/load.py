@@ -72,24 +72,16 @@ async def provider(fleet: Fleet, commands, paid: Paid) -> None:
                 await asyncio.sleep(0.05 * 2**attempt)
             paid.webhook_failures.append(outcome)
 
-        answered = 0
-        while True:
-            for command in commands.seen[answered:]:
-                answered += 1
-                task = asyncio.create_task(confirm(command.data))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            await asyncio.sleep(0.002)
+        async for command in commands.follow():
+            task = asyncio.create_task(confirm(command.data))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
 
 
 async def watch_paid(tap, paid: Paid) -> None:
-    seen = 0
-    while True:
-        for event in tap.seen[seen:]:
-            if event.type == "order.paid":
-                paid.at.setdefault(event.subject, time.perf_counter())
-        seen = len(tap.seen)
-        await asyncio.sleep(0.002)
+    async for event in tap.follow():
+        if event.type == "order.paid":
+            paid.at.setdefault(event.subject, time.perf_counter())
 
 
 async def post_orders(

@@ -18,6 +18,21 @@ class Tap:
 
     def __init__(self) -> None:
         self.seen: list[Envelope] = []
+        self._arrived = asyncio.Event()
+
+    def add(self, envelope: Envelope) -> None:
+        self.seen.append(envelope)
+        self._arrived.set()
+
+    async def follow(self) -> AsyncIterator[Envelope]:
+        """Every envelope from the first, each as soon as it arrives (no polling)."""
+        index = 0
+        while True:
+            while index < len(self.seen):
+                yield self.seen[index]
+                index += 1
+            self._arrived.clear()
+            await self._arrived.wait()
 
     def of(self, subject: str, type: str | None = None) -> list[Envelope]:
         return [e for e in self.seen if e.subject == subject and (type is None or e.type == type)]
@@ -34,7 +49,7 @@ async def kafka_tap(bootstrap: str, topic: str) -> AsyncIterator[Tap]:
 
     async def pump() -> None:
         async for record in consumer:
-            tap.seen.append(decode(record.value))
+            tap.add(decode(record.value))
 
     task = asyncio.create_task(pump())
     try:
@@ -56,7 +71,7 @@ async def rabbit_tap(amqp_url: str, exchange: str, routing_key: str = "#") -> As
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             async with message.process():
-                tap.seen.append(decode(message.body))
+                tap.add(decode(message.body))
 
         await queue.consume(on_message)
         yield tap
