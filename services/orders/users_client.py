@@ -69,7 +69,7 @@ class UsersClient:
         # Only failures that leave the question unanswered are retried: a connection that never
         # opened, or a 5xx. A read timeout is not: users may be slow, and waiting longer is worse.
         with tracer.start_as_current_span(
-            "GET", kind=SpanKind.CLIENT, attributes={"url.template": PATH}
+            f"GET {PATH}", kind=SpanKind.CLIENT, attributes={"url.template": PATH}
         ) as span:
             # A client span per call, and `traceparent` on the request: users continues the trace.
             headers = trace_headers()
