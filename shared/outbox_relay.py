@@ -95,6 +95,26 @@ class OutboxRelay:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._next_measure = 0.0
+        # Built once: a round at low load publishes a row or two, and building its statements
+        # anew would cost more than running them.
+        t = table
+        self._claim = (
+            sa.select(t)
+            .where(t.c.sent_at.is_(None), t.c.broker.in_(sa.bindparam("brokers", expanding=True)))
+            .order_by(t.c.id)
+            .limit(sa.bindparam("batch"))
+            .with_for_update(skip_locked=True)
+        )
+        self._mark_sent = (
+            sa.update(t)
+            .where(t.c.id.in_(sa.bindparam("row_ids", expanding=True)))
+            .values(sent_at=sa.func.clock_timestamp(), attempts=t.c.attempts + 1)
+        )
+        self._mark_failed = (
+            sa.update(t)
+            .where(t.c.id == sa.bindparam("row_id"))
+            .values(attempts=t.c.attempts + 1, last_error=sa.bindparam("error"))
+        )
 
     async def start(self) -> None:
         """Start listening for NOTIFY and publishing in the background."""
@@ -150,18 +170,11 @@ class OutboxRelay:
 
     async def _round(self, brokers: Sequence[str]) -> tuple[int, int]:
         """Claim a batch, publish it, record the outcome; returns rows claimed and published."""
-        t = self._table
         async with self._engine.begin() as conn:
             rows = []
             if brokers:
-                claim = (
-                    sa.select(t)
-                    .where(t.c.sent_at.is_(None), t.c.broker.in_(brokers))
-                    .order_by(t.c.id)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-                rows = (await conn.execute(claim)).all()
+                claim = {"brokers": list(brokers), "batch": self._batch_size}
+                rows = (await conn.execute(self._claim, claim)).all()
             groups: defaultdict[tuple[str, object], list[Any]] = defaultdict(list)
             for row in rows:
                 # A row without a key has no order to keep: it is a group of its own.
@@ -200,22 +213,12 @@ class OutboxRelay:
         return outcomes
 
     async def _record(self, conn: AsyncConnection, outcomes: list[tuple[Any, str | None]]) -> None:
-        t = self._table
         sent = [row.id for row, error in outcomes if error is None]
         failed = [{"row_id": row.id, "error": error} for row, error in outcomes if error]
         if sent:
-            await conn.execute(
-                sa.update(t)
-                .where(t.c.id.in_(sent))
-                .values(sent_at=sa.func.clock_timestamp(), attempts=t.c.attempts + 1)
-            )
+            await conn.execute(self._mark_sent, {"row_ids": sent})
         if failed:
-            await conn.execute(
-                sa.update(t)
-                .where(t.c.id == sa.bindparam("row_id"))
-                .values(attempts=t.c.attempts + 1, last_error=sa.bindparam("error")),
-                failed,
-            )
+            await conn.execute(self._mark_failed, failed)
 
     async def _measure(self, conn: AsyncConnection) -> None:
         t = self._table
