@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -35,6 +36,7 @@ from bench.targets import judge, report
 from shared.db import make_engine
 from shared.logging import configure_logging
 from shared.outbox import outbox_table
+from switchyard.stack.endpoints import Endpoints
 from switchyard.stack.fleet import Fleet
 from switchyard.stack.native import NativeStack
 from switchyard.stack.taps import kafka_tap, rabbit_tap
@@ -71,13 +73,18 @@ async def outbox_latency(database_url: str, since: float, until: float) -> dict:
         await conn.close()
 
 
+@dataclass
 class Pipeline:
     """The running fleet, its users, the simulated provider, and what every phase measures."""
 
-    def __init__(self, fleet: Fleet, endpoints, users: list[dict], paid: Paid, args) -> None:
-        self.fleet, self.endpoints, self.users, self.paid, self.args = (
-            fleet, endpoints, users, paid, args)  # fmt: skip
-        self.roots = process_roots(fleet, endpoints)
+    fleet: Fleet
+    endpoints: Endpoints
+    users: list[dict]
+    paid: Paid
+    args: argparse.Namespace
+
+    def __post_init__(self) -> None:
+        self.roots = process_roots(self.fleet, self.endpoints)
 
     async def phase(self, console: Console, *, orders: int, rate_per_s: float | None,
                     concurrency: int) -> dict:  # fmt: skip

@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -48,17 +49,14 @@ def make_engine(
         connect_args={"server_settings": server_settings},
     )
     pool = engine.sync_engine.pool
-    event.listen(pool, "connect", _fresh)
-    event.listen(pool, "checkin", _returned)
+    # Idle time counts from the moment a connection was opened or last given back.
+    event.listen(pool, "connect", _known_good_now)
+    event.listen(pool, "checkin", _known_good_now)
     event.listen(pool, "checkout", _pinger(ping_after_idle))
     return engine
 
 
-def _fresh(dbapi_connection, connection_record) -> None:
-    connection_record.info["returned_at"] = time.monotonic()  # just opened: nothing to check
-
-
-def _returned(dbapi_connection, connection_record) -> None:
+def _known_good_now(dbapi_connection, connection_record) -> None:
     connection_record.info["returned_at"] = time.monotonic()
 
 
@@ -93,3 +91,18 @@ async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[A
     async with sessions() as session:
         await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield session
+
+
+async def page_of(
+    session: AsyncSession, table: sa.Table, *where, offset: int, limit: int
+) -> tuple[list[sa.Row], int]:
+    """One page of `table`'s rows matching `where`, oldest first, and how many match in all."""
+    total = await session.scalar(sa.select(sa.func.count()).select_from(table).where(*where))
+    rows = await session.execute(
+        sa.select(table)
+        .where(*where)
+        .order_by(table.c.created_at, table.c.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(rows), total or 0

@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.domain import OrderStatus
+from shared.db import page_of
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -99,15 +100,7 @@ async def update_order(session: AsyncSession, order_id: uuid.UUID, **changes) ->
 
 async def list_orders(session: AsyncSession, user_id: uuid.UUID | None, *, offset: int, limit: int):
     where = [] if user_id is None else [orders.c.user_id == user_id]
-    total = await session.scalar(sa.select(sa.func.count()).select_from(orders).where(*where))
-    rows = await session.execute(
-        sa.select(orders)
-        .where(*where)
-        .order_by(orders.c.created_at, orders.c.id)
-        .offset(offset)
-        .limit(limit)
-    )
-    return list(rows), total or 0
+    return await page_of(session, orders, *where, offset=offset, limit=limit)
 
 
 async def pending_orders_of(session: AsyncSession, user_id: uuid.UUID) -> list[sa.Row]:

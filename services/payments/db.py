@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments.domain import PaymentStatus
+from shared.db import page_of
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -123,15 +124,7 @@ async def list_payments(
     session: AsyncSession, *, order_id: uuid.UUID | None, offset: int, limit: int
 ) -> tuple[list[sa.Row], int]:
     where = [payments.c.order_id == order_id] if order_id is not None else []
-    total = await session.scalar(sa.select(sa.func.count()).select_from(payments).where(*where))
-    rows = await session.execute(
-        sa.select(payments)
-        .where(*where)
-        .order_by(payments.c.created_at, payments.c.id)
-        .offset(offset)
-        .limit(limit)
-    )
-    return list(rows), total or 0
+    return await page_of(session, payments, *where, offset=offset, limit=limit)
 
 
 async def update_payment(session: AsyncSession, payment_id: uuid.UUID, **values) -> sa.Row:

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db import page_of
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 from users.domain import EmailTaken, StatsUnderflow, UserNotFound
@@ -67,11 +68,7 @@ async def fetch_user(
 
 
 async def list_users(session: AsyncSession, *, offset: int, limit: int) -> tuple[list[sa.Row], int]:
-    total = await session.scalar(sa.select(sa.func.count()).select_from(users))
-    rows = await session.execute(
-        sa.select(users).order_by(users.c.created_at, users.c.id).offset(offset).limit(limit)
-    )
-    return list(rows), total or 0
+    return await page_of(session, users, offset=offset, limit=limit)
 
 
 async def insert_user(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import prometheus_client
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from shared.db import make_engine, make_sessions
+from shared.db import make_sessions
 from shared.envelope import Envelope, new_envelope
 from shared.inbox import InboxGuard, inbox_table
 from tests.support.eventually import eventually
@@ -22,13 +21,6 @@ CONCURRENT_DELIVERIES = 5
 
 class HandlerFailed(Exception):
     pass
-
-
-@pytest.fixture
-async def engine(database) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database.admin_url)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
 from shared.channels import Channel
-from shared.db import make_engine, make_sessions
+from shared.db import make_sessions
 from shared.envelope import Envelope, decode, new_envelope
 from shared.kafka import KafkaBus
 from shared.outbox import add_to_outbox, notify_channel, outbox_table
@@ -32,13 +32,6 @@ ORDERS_EVENTS = Channel.kafka(TOPIC)
 PAYMENT_REQUESTED = Channel.rabbit("payments.commands", "payment.requested")
 PAYMENT_REQUESTS = "payments.payment-requests"
 END_MARKER = b"end of test"
-
-
-@pytest.fixture
-async def engine(database) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(database.admin_url)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture
