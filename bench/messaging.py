@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 import uuid
 
 import aio_pika
@@ -96,7 +97,9 @@ async def database_raw(database_url: str, table: sa.Table, n: int) -> dict:
 async def relay_run(endpoints, table: sa.Table, n: int, *, spaced_ms: float | None) -> dict:
     """Commit `n` outbox rows (half RabbitMQ, half Kafka) with a relay running; time until all sent.
 
-    Latency is commit-to-confirm as the database saw it: `sent_at - created_at` per row.
+    Latency per row runs from the moment the writer's COMMIT returned to the relay's `sent_at`,
+    stamped once the broker confirmed (one host, one clock). The row's `created_at` would add the
+    writer's own transaction, which is not the relay's doing.
     """
     engine = make_engine(endpoints.database_url, pool_size=10)
     sessions = make_sessions(engine)
@@ -116,12 +119,15 @@ async def relay_run(endpoints, table: sa.Table, n: int, *, spaced_ms: float | No
         await conn.execute(sa.delete(table))
     channels = [Channel.rabbit("bench.events", "bench.happened"), Channel.kafka("bench.events")]
 
+    committed: dict[str, float] = {}
+
     async def write(i: int) -> None:
+        event = new_envelope(
+            type="bench.happened", source="bench", subject=str(uuid.uuid4()), data={"i": i}
+        )
         async with sessions.begin() as session:
-            event = new_envelope(
-                type="bench.happened", source="bench", subject=str(uuid.uuid4()), data={"i": i}
-            )
             await add_to_outbox(session, table, channels[i % 2], event)
+        committed[event.id] = time.time()
 
     try:
         with Stopwatch() as clock:
@@ -142,9 +148,9 @@ async def relay_run(endpoints, table: sa.Table, n: int, *, spaced_ms: float | No
                 await asyncio.sleep(0.01)
         async with engine.connect() as conn:
             rows = await conn.execute(
-                sa.select(sa.extract("epoch", table.c.sent_at - table.c.created_at) * 1000)
+                sa.select(table.c.message_id, sa.extract("epoch", table.c.sent_at))
             )
-            latencies = [float(r[0]) for r in rows]
+            latencies = [(float(sent) - committed[id_]) * 1000 for id_, sent in rows]
     finally:
         await relay.stop()
         await rabbit.close()

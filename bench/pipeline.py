@@ -17,9 +17,14 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +33,7 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from bench.common import percentiles, rate, save, servers
+from bench.common import RESULTS, percentiles, rate, save, servers
 from bench.cpu import cpu_seconds
 from bench.load import Paid, Posted, create_users, post_orders, provider, watch_paid
 from bench.messaging import database_raw, kafka_raw, rabbit_raw, relay_run
@@ -59,6 +64,8 @@ def process_roots(fleet: Fleet, endpoints) -> dict[str, int]:
 
 
 async def outbox_latency(database_url: str, since: float, until: float) -> dict:
+    """Outbox rows of the phase, from their transaction's start (`created_at`) to broker confirm:
+    the services' own transactions are inside the figure (the idle run measures from the commit)."""
     conn = await asyncpg.connect(database_url)
     try:
         samples: list[float] = []
@@ -71,6 +78,29 @@ async def outbox_latency(database_url: str, since: float, until: float) -> dict:
         return percentiles(samples)
     finally:
         await conn.close()
+
+
+@contextmanager
+def profiling(fleet: Fleet, label: str | None) -> Iterator[None]:
+    """py-spy on every service process for the phase: collapsed stacks in bench/results, to read
+    as text or open in speedscope. Sampling does not pause the services (--nonblocking)."""
+    if not label:
+        yield
+        return
+    spy = Path(sys.executable).with_name("py-spy")
+    RESULTS.mkdir(exist_ok=True)
+    spies = [subprocess.Popen(
+        [str(spy), "record", "--nonblocking", "--format", "raw", "--rate", "200", "--pid",
+         str(process.pid()), "--output", str(RESULTS / f"profile-{label}-{name}.txt")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    ) for name, process in fleet.processes.items()]  # fmt: skip
+    try:
+        yield
+    finally:
+        for process in spies:
+            process.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
+        for process in spies:
+            process.wait(timeout=30)
 
 
 @dataclass
@@ -90,6 +120,13 @@ class Pipeline:
                     concurrency: int) -> dict:  # fmt: skip
         """Post `orders`, wait until all are paid (or the timeout), and measure the phase."""
         posted = Posted()
+        run = "latency" if rate_per_s else "throughput"
+        label = self.args.profile and f"{self.args.profile}-{run}"
+        with profiling(self.fleet, label):
+            return await self._phase(console, posted, orders, rate_per_s, concurrency)
+
+    async def _phase(self, console: Console, posted: Posted, orders: int,
+                     rate_per_s: float | None, concurrency: int) -> dict:  # fmt: skip
         cpu_before, own_before = cpu_seconds(self.roots), os.times()
         wall_started = time.time()
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -117,7 +154,7 @@ class Pipeline:
             "failures_sample": posted.failures[:3],
             "orders_per_s": rate(len(paid), last - first),
             "post_to_paid_ms": percentiles([(self.paid.at[o] - posted.at[o]) * 1000 for o in paid]),
-            "outbox_commit_to_confirm_ms": await outbox_latency(url, wall_started, time.time()),
+            "outbox_write_to_confirm_ms": await outbox_latency(url, wall_started, time.time()),
             "cpu_seconds": cpu,
             "cpu_seconds_per_order": round(sum(cpu.values()) / max(len(paid), 1), 4),
             # The load generator shares the cores; shown, not counted in the per-order figure.
@@ -205,6 +242,8 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--raw", type=int, default=3000, help="messages for each raw-rate measure")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per run at most")
+    parser.add_argument("--profile", metavar="LABEL", help="record py-spy profiles of every "
+                        "service in each run: bench/results/profile-LABEL-<run>-<service>.txt")  # fmt: skip
     args = parser.parse_args()
     configure_logging("console", "WARNING")
     results = asyncio.run(main(args))

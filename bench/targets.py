@@ -43,7 +43,7 @@ def judge(results: dict) -> dict:
 
 
 def _phase_rows(name: str, phase: dict) -> list[tuple[str, str]]:
-    lat, box = phase["post_to_paid_ms"], phase["outbox_commit_to_confirm_ms"]
+    lat, box = phase["post_to_paid_ms"], phase["outbox_write_to_confirm_ms"]
     busiest = sorted(phase["cpu_seconds"].items(), key=lambda kv: -kv[1])
     per_order = {k: v * 1000 / max(phase["paid"], 1) for k, v in busiest}
     return [
@@ -51,7 +51,7 @@ def _phase_rows(name: str, phase: dict) -> list[tuple[str, str]]:
         (f"{name}: failed posts", f"{phase['failures']}"),
         (f"{name}: orders/s, POST to paid", f"{phase['orders_per_s']:,.1f}"),
         (f"{name}: POST to paid p50 / p95 / p99 ms", f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['p99']:.0f}"),
-        (f"{name}: outbox commit to confirm p50 / p99 ms", f"{box['p50']:.1f} / {box['p99']:.1f}"),
+        (f"{name}: outbox write to confirm p50 / p99 ms", f"{box['p50']:.1f} / {box['p99']:.1f}"),
         (f"{name}: CPU ms per order, all processes", f"{phase['cpu_seconds_per_order'] * 1000:.1f}"),
         (f"{name}: CPU ms per order by process", ", ".join(f"{k} {v:.1f}" for k, v in per_order.items())),
         (f"{name}: load generator CPU ms per order (not counted)",

@@ -6,7 +6,7 @@ The relay that publishes them lives in `shared.outbox_relay`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -68,19 +68,30 @@ async def add_to_outbox(
     The current trace context goes into the headers (explicit `headers` win), so the message's
     consumers continue the trace of the request or message that owed it.
     """
-    await session.execute(
-        _insert(table),
-        {
-            "message_id": envelope.id,
-            "broker": channel.broker,
-            "destination": channel.name,
-            "routing_key": channel.routing_key,
-            "key": envelope.subject if key is None else key,
-            "type": envelope.type,
-            "payload": envelope.model_dump(mode="json", exclude_none=True),
-            "headers": trace_headers() | dict(headers or {}),
-        },
-    )
+    await session.execute(_insert(table), _row(channel, envelope, key, headers))
+
+
+async def add_all_to_outbox(
+    session: AsyncSession, table: sa.Table, messages: Sequence[tuple[Channel, Envelope]]
+) -> None:
+    """Queue several envelopes in one statement, in the given order (as `add_to_outbox` each)."""
+    rows = [_row(channel, envelope, None, None) for channel, envelope in messages]
+    await session.execute(_insert(table), rows)
+
+
+def _row(
+    channel: Channel, envelope: Envelope, key: str | None, headers: Mapping[str, str] | None
+) -> dict:
+    return {
+        "message_id": envelope.id,
+        "broker": channel.broker,
+        "destination": channel.name,
+        "routing_key": channel.routing_key,
+        "key": envelope.subject if key is None else key,
+        "type": envelope.type,
+        "payload": envelope.model_dump(mode="json", exclude_none=True),
+        "headers": trace_headers() | dict(headers or {}),
+    }
 
 
 @functools.cache

@@ -40,7 +40,7 @@ from orders.messages import (
 )
 from shared.db import reading
 from shared.envelope import Envelope
-from shared.outbox import add_to_outbox
+from shared.outbox import add_all_to_outbox, add_to_outbox
 
 log = structlog.get_logger(__name__)
 
@@ -117,8 +117,9 @@ async def _store(session, user_id, currency, items, correlation_id) -> sa.Row:
         order_id=order_id, user_id=user_id, amount_cents=total, currency=currency
     )
     # payment.requested is caused by order.created: one correlation id from here to payments.
-    cause = await _owe(session, created, correlation_id=correlation_id)
-    await _owe(session, requested, caused_by=cause)
+    cause = order_message(created, correlation_id=correlation_id)
+    owed = [(created.CHANNEL, cause), (requested.CHANNEL, order_message(requested, caused_by=cause))]
+    await add_all_to_outbox(session, db.outbox, owed)
     return order
 
 

@@ -80,9 +80,15 @@ _UPDATE_PAYMENT = (
     .values(updated_at=sa.func.now())
     .returning(*payments.c)
 )
-_RECORD_WEBHOOK = (
+_RECORD_PENDING_WEBHOOK = (
     insert(webhooks)
     .values(state="pending")
+    .on_conflict_do_nothing(index_elements=["webhook_id"])
+    .returning(webhooks.c.webhook_id)
+)
+_RECORD_SETTLED_WEBHOOK = (
+    insert(webhooks)
+    .values(processed_at=sa.func.now())
     .on_conflict_do_nothing(index_elements=["webhook_id"])
     .returning(webhooks.c.webhook_id)
 )
@@ -132,8 +138,14 @@ async def update_payment(session: AsyncSession, payment_id: uuid.UUID, **values)
 
 
 async def record_webhook(session: AsyncSession, **values) -> bool:
-    """Store a webhook as pending; False if its webhook-id was already stored."""
-    return (await session.execute(_RECORD_WEBHOOK, values)).first() is not None
+    """Store a webhook to apply once its payment exists; False if its webhook-id was stored before."""
+    return (await session.execute(_RECORD_PENDING_WEBHOOK, values)).first() is not None
+
+
+async def record_settled_webhook(session: AsyncSession, **values) -> bool:
+    """Store a webhook as already applied or ignored (`state`, `outcome`); False if its
+    webhook-id was stored before."""
+    return (await session.execute(_RECORD_SETTLED_WEBHOOK, values)).first() is not None
 
 
 async def pending_webhooks(session: AsyncSession, order_id: uuid.UUID) -> list[sa.Row]:

@@ -80,25 +80,30 @@ def _changes(decision: Decision, event: ProviderEvent) -> dict:
     return changes
 
 
-async def _apply_report(
+def _decide(payment: sa.Row, event: ProviderEvent) -> Decision:
+    report = ProviderReport(event.type, event.data.amount_cents, event.data.currency)
+    return on_provider_report(_payment(payment), report)
+
+
+async def _apply(
     session: AsyncSession,
     payment: sa.Row,
+    decision: Decision,
     event: ProviderEvent,
     webhook_id: str,
     *,
     command: Envelope | None = None,
-) -> Decision:
-    """Apply one stored webhook to its payment, owe the resulting event, and settle the webhook."""
-    report = ProviderReport(event.type, event.data.amount_cents, event.data.currency)
-    decision = on_provider_report(_payment(payment), report)
+) -> None:
+    """Move the payment as decided and owe the resulting event; an ignored report changes nothing."""
     if decision.ignored:
         log.info("webhook ignored", webhook_id=webhook_id, reason=decision.note)
-        await db.settle_webhook(session, webhook_id, "ignored", decision.note)
-        return decision
+        return
     payment = await db.update_payment(session, payment.id, **_changes(decision, event))
     await _publish(session, payment, command=command, webhook_id=webhook_id)
-    await db.settle_webhook(session, webhook_id, "applied", decision.note)
-    return decision
+
+
+def _settled_state(decision: Decision) -> Literal["applied", "ignored"]:
+    return "ignored" if decision.ignored else "applied"
 
 
 async def _publish(
@@ -142,7 +147,9 @@ async def request_payment(session: AsyncSession, envelope: Envelope) -> None:
             # Accepted by an older version of this model: settle it, never park the command.
             await db.settle_webhook(session, webhook.webhook_id, "ignored", f"unreadable: {exc}")
             continue
-        await _apply_report(session, payment, event, webhook.webhook_id, command=envelope)
+        decision = _decide(payment, event)
+        await _apply(session, payment, decision, event, webhook.webhook_id, command=envelope)
+        await db.settle_webhook(session, webhook.webhook_id, _settled_state(decision), decision.note)
         payment = await db.fetch_payment(session, payment.id)
 
 
@@ -167,18 +174,20 @@ async def receive_webhook(
     """Store a verified webhook once and apply it, or keep it until its payment is requested."""
     order_id = event.data.order_id
     await db.lock_order(session, order_id)
-    stored = await db.record_webhook(
-        session, webhook_id=webhook_id, type=event.type, order_id=order_id, body=body.decode()
-    )
-    if not stored:
-        return "duplicate"
+    stored = {"webhook_id": webhook_id, "type": event.type, "order_id": order_id,
+              "body": body.decode()}  # fmt: skip
     payment = await db.payment_for_order(session, order_id)
     if payment is None:
-        return "pending"
+        return "pending" if await db.record_webhook(session, **stored) else "duplicate"
+    decision = _decide(payment, event)
+    # Stored in its final state, before anything else is written: a repeated webhook-id stops here.
+    state, outcome = _settled_state(decision), decision.note
+    if not await db.record_settled_webhook(session, **stored, state=state, outcome=outcome):
+        return "duplicate"
     # The provider sends no trace context: what the webhook causes joins the order's trace.
     with resumed(payment.trace_context, "payment webhook applied"):
-        decision = await _apply_report(session, payment, event, webhook_id)
-    return "ignored" if decision.ignored else "applied"
+        await _apply(session, payment, decision, event, webhook_id)
+    return state
 
 
 # Every command payments consumes from `payments.payment-requests`, and what it does with it.
