@@ -118,7 +118,10 @@ async def _store(session, user_id, currency, items, correlation_id) -> sa.Row:
     )
     # payment.requested is caused by order.created: one correlation id from here to payments.
     cause = order_message(created, correlation_id=correlation_id)
-    owed = [(created.CHANNEL, cause), (requested.CHANNEL, order_message(requested, caused_by=cause))]
+    owed = [
+        (created.CHANNEL, cause),
+        (requested.CHANNEL, order_message(requested, caused_by=cause)),
+    ]
     await add_all_to_outbox(session, db.outbox, owed)
     return order
 

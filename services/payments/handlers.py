@@ -149,7 +149,9 @@ async def request_payment(session: AsyncSession, envelope: Envelope) -> None:
             continue
         decision = _decide(payment, event)
         await _apply(session, payment, decision, event, webhook.webhook_id, command=envelope)
-        await db.settle_webhook(session, webhook.webhook_id, _settled_state(decision), decision.note)
+        await db.settle_webhook(
+            session, webhook.webhook_id, _settled_state(decision), decision.note
+        )
         payment = await db.fetch_payment(session, payment.id)
 
 
