@@ -25,6 +25,17 @@ class Paid:
     at: dict[str, float] = field(default_factory=dict)
     webhook_retries: list[str] = field(default_factory=list)  # why each failed attempt failed
     webhook_failures: list[str] = field(default_factory=list)  # given up after every attempt
+    _waiting: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+
+    def record(self, order_id: str) -> None:
+        self.at.setdefault(order_id, time.perf_counter())
+        if (waiter := self._waiting.pop(order_id, None)) and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, order_id: str) -> None:
+        """Until the order is paid (at once if it already is)."""
+        if order_id not in self.at:
+            await self._waiting.setdefault(order_id, asyncio.get_running_loop().create_future())
 
 
 @dataclass
@@ -81,12 +92,13 @@ async def provider(fleet: Fleet, commands, paid: Paid) -> None:
 async def watch_paid(tap, paid: Paid) -> None:
     async for event in tap.follow():
         if event.type == "order.paid":
-            paid.at.setdefault(event.subject, time.perf_counter())
+            paid.record(event.subject)
 
 
 async def post_orders(
     fleet: Fleet,
     posted: Posted,
+    paid: Paid,
     orders: int,
     users: list[dict],
     *,
@@ -94,7 +106,8 @@ async def post_orders(
     concurrency: int,
     progress: Callable[[], None],
 ) -> None:
-    """POST orders at a fixed offered rate (open loop) or with a fixed number in flight."""
+    """POST orders at a fixed offered rate (open loop), or keep `concurrency` orders between
+    their POST and `paid` (closed loop: a new order goes in when one is paid)."""
     connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=KEEPALIVE_SECONDS)
     async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as http:
         gate = asyncio.Semaphore(concurrency)
@@ -119,8 +132,10 @@ async def post_orders(
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     posted.failures.append(repr(exc))
                     return
-            posted.at[order["id"]] = started
-            progress()
+                posted.at[order["id"]] = started
+                progress()
+                if not rate_per_s:
+                    await paid.wait(order["id"])
 
         tasks = []
         started = time.perf_counter()

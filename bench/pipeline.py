@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -135,14 +136,16 @@ class Pipeline:
             posting = bar.add_task(f"posted ({label})", total=orders)
             paying = bar.add_task("paid", total=orders)
             driver = asyncio.create_task(post_orders(
-                self.fleet, posted, orders, self.users, rate_per_s=rate_per_s,
+                self.fleet, posted, self.paid, orders, self.users, rate_per_s=rate_per_s,
                 concurrency=concurrency, progress=lambda: bar.advance(posting)))  # fmt: skip
             deadline = time.monotonic() + self.args.timeout
             while time.monotonic() < deadline and (not driver.done() or self._unpaid(posted)):
                 bar.update(paying, completed=len(posted.at) - self._unpaid(posted))
                 await asyncio.sleep(0.1)
             bar.update(paying, completed=len(posted.at) - self._unpaid(posted))
-            await driver
+            driver.cancel()  # past the deadline, orders still waiting to be paid stop waiting
+            with contextlib.suppress(asyncio.CancelledError):
+                await driver
         cpu_after, own_after = cpu_seconds(self.roots), os.times()
         paid = [o for o in posted.at if o in self.paid.at]
         first, last = min(posted.at.values()), max(self.paid.at[o] for o in paid)
