@@ -93,13 +93,15 @@ async def _apply(
     webhook_id: str,
     *,
     command: Envelope | None = None,
-) -> None:
-    """Move the payment as decided and owe the resulting event; an ignored report changes nothing."""
+) -> sa.Row:
+    """Move the payment as decided and owe the resulting event; returns the payment as it is now
+    (an ignored report changes nothing)."""
     if decision.ignored:
         log.info("webhook ignored", webhook_id=webhook_id, reason=decision.note)
-        return
+        return payment
     payment = await db.update_payment(session, payment.id, **_changes(decision, event))
     await _publish(session, payment, command=command, webhook_id=webhook_id)
+    return payment
 
 
 def _settled_state(decision: Decision) -> Literal["applied", "ignored"]:
@@ -148,11 +150,12 @@ async def request_payment(session: AsyncSession, envelope: Envelope) -> None:
             await db.settle_webhook(session, webhook.webhook_id, "ignored", f"unreadable: {exc}")
             continue
         decision = _decide(payment, event)
-        await _apply(session, payment, decision, event, webhook.webhook_id, command=envelope)
+        payment = await _apply(
+            session, payment, decision, event, webhook.webhook_id, command=envelope
+        )
         await db.settle_webhook(
             session, webhook.webhook_id, _settled_state(decision), decision.note
         )
-        payment = await db.fetch_payment(session, payment.id)
 
 
 async def request_refund(session: AsyncSession, envelope: Envelope) -> None:
