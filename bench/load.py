@@ -27,8 +27,9 @@ class Paid:
     webhook_failures: list[str] = field(default_factory=list)  # given up after every attempt
     _waiting: dict[str, asyncio.Future[None]] = field(default_factory=dict)
 
-    def record(self, order_id: str) -> None:
-        self.at.setdefault(order_id, time.perf_counter())
+    def record(self, order_id: str, at: float | None = None) -> None:
+        """`order_id` was paid `at` (epoch seconds; now if not given)."""
+        self.at.setdefault(order_id, time.time() if at is None else at)
         if (waiter := self._waiting.pop(order_id, None)) and not waiter.done():
             waiter.set_result(None)
 
@@ -90,9 +91,11 @@ async def provider(fleet: Fleet, commands, paid: Paid) -> None:
 
 
 async def watch_paid(tap, paid: Paid) -> None:
+    """An order is paid when orders sends its `order.paid` to Kafka: the record's timestamp, so
+    the tap's own fetch wait is not part of the figure."""
     async for event in tap.follow():
         if event.type == "order.paid":
-            paid.record(event.subject)
+            paid.record(event.subject, tap.sent_at.get(event.id))
 
 
 async def post_orders(
@@ -120,7 +123,7 @@ async def post_orders(
             }
             headers = {"Idempotency-Key": str(uuid.uuid4())}
             async with gate:
-                started = time.perf_counter()
+                started = time.time()  # the same clock as the Kafka record timestamps
                 try:
                     url = f"{fleet.urls.orders}/api/v1/orders"
                     async with http.post(url, json=body, headers=headers) as response:

@@ -5,7 +5,8 @@
 Starts the three services as processes on the servers of a running `make up` (URLs in the
 environment) or on a private native stack. A simulated payment provider hears each
 `payment.requested` and answers with a signed `payment.succeeded` webhook; an order counts as
-paid when its `order.paid` record reaches Kafka. Nothing polls the services.
+paid when orders sends its `order.paid` record to Kafka (the record's timestamp). Nothing polls
+the services.
 
 Three measures, each against its target: throughput with a fixed number of orders in flight,
 latency at a fixed offered rate, and the outbox relay's commit-to-confirm latency when idle.

@@ -18,10 +18,14 @@ class Tap:
 
     def __init__(self) -> None:
         self.seen: list[Envelope] = []
+        # Envelope id -> when its producer sent it (epoch seconds), where the broker records it.
+        self.sent_at: dict[str, float] = {}
         self._arrived = asyncio.Event()
 
-    def add(self, envelope: Envelope) -> None:
+    def add(self, envelope: Envelope, sent_at: float | None = None) -> None:
         self.seen.append(envelope)
+        if sent_at is not None:
+            self.sent_at[envelope.id] = sent_at
         self._arrived.set()
 
     async def follow(self) -> AsyncIterator[Envelope]:
@@ -49,7 +53,9 @@ async def kafka_tap(bootstrap: str, topic: str) -> AsyncIterator[Tap]:
 
     async def pump() -> None:
         async for record in consumer:
-            tap.add(decode(record.value))
+            # The record's own timestamp: a fetch may be held up to fetch_max_wait_ms, which
+            # says nothing about when the record was sent.
+            tap.add(decode(record.value), sent_at=record.timestamp / 1000)
 
     task = asyncio.create_task(pump())
     try:
