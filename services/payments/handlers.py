@@ -179,15 +179,15 @@ async def receive_webhook(
     """Store a verified webhook once and apply it, or keep it until its payment is requested."""
     order_id = event.data.order_id
     await db.lock_order(session, order_id)
-    stored = {"webhook_id": webhook_id, "type": event.type, "order_id": order_id,
+    webhook = {"webhook_id": webhook_id, "type": event.type, "order_id": order_id,
               "body": body.decode()}  # fmt: skip
     payment = await db.payment_for_order(session, order_id)
     if payment is None:
-        return "pending" if await db.record_webhook(session, **stored) else "duplicate"
+        return "pending" if await db.record_webhook(session, **webhook) else "duplicate"
     decision = _decide(payment, event)
     # Stored in its final state, before anything else is written: a repeated webhook-id stops here.
     state, outcome = _settled_state(decision), decision.note
-    if not await db.record_settled_webhook(session, **stored, state=state, outcome=outcome):
+    if not await db.record_settled_webhook(session, **webhook, state=state, outcome=outcome):
         return "duplicate"
     # The provider sends no trace context: what the webhook causes joins the order's trace.
     with resumed(payment.trace_context, "payment webhook applied"):

@@ -51,6 +51,7 @@ async def test_command_then_success_webhook_pays_and_publishes_succeeded(payment
         "applied",
         payment.order_id,
     )
+    assert webhook.processed_at is not None
     [published] = await eventually(lambda: payments.published(order_id))
     assert (published.routing_key, published.content_type) == (
         "payment.succeeded",
