@@ -25,7 +25,7 @@ class Paid:
     at: dict[str, float] = field(default_factory=dict)
     webhook_retries: list[str] = field(default_factory=list)  # why each failed attempt failed
     webhook_failures: list[str] = field(default_factory=list)  # given up after every attempt
-    _waiting: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+    _waiting: dict[str, asyncio.Future[None]] = field(default_factory=dict, init=False, repr=False)
 
     def record(self, order_id: str, at: float | None = None) -> None:
         """`order_id` was paid `at` (epoch seconds; now if not given)."""
