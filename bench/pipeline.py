@@ -48,7 +48,7 @@ from switchyard.stack.fleet import Fleet
 from switchyard.stack.native import NativeStack
 from switchyard.stack.taps import kafka_tap, rabbit_tap
 
-BENCH_SETTINGS = {"LOG_LEVEL": "WARNING", "KAFKA_FAST_JOIN": "true", "OUTBOX_POLL_INTERVAL": "1.0"}
+BENCH_SETTINGS = {"LOG_LEVEL": "WARNING", "OUTBOX_POLL_INTERVAL": "1.0"}
 
 
 def process_roots(fleet: Fleet, endpoints) -> dict[str, int]:
@@ -58,7 +58,7 @@ def process_roots(fleet: Fleet, endpoints) -> dict[str, int]:
         for name, server in (
             ("postgres", native.postgres),
             ("rabbitmq", native.rabbitmq),
-            ("kafka", native.tansu),
+            ("kafka", native.kafka),
         ):
             if pid := server.server_pid():
                 roots[name] = pid

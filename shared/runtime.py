@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.db import make_engine, make_sessions
 from shared.dispatch import Dispatcher, Handler
-from shared.kafka import KafkaBus, KafkaConsumer, KafkaRetry
+from shared.kafka import GroupTimings, KafkaBus, KafkaConsumer, KafkaRetry
 from shared.outbox_relay import OutboxRelay
 from shared.rabbit import RabbitBus, RabbitConsumer, RetryPolicy
 from shared.settings import ServiceSettings
@@ -73,8 +73,11 @@ class Runtime:
             settings.kafka_bootstrap_servers,
             prefix=prefix,
             client_id=wiring.service,
-            enable_idempotence=settings.kafka_idempotence,
-            fast_join=settings.kafka_fast_join,
+            group_timings=GroupTimings(
+                settings.kafka_session_timeout_ms, settings.kafka_heartbeat_interval_ms
+            ),
+            replication_factor=settings.kafka_replication_factor,
+            min_insync_replicas=settings.kafka_min_insync_replicas,
         )
         self.relay = OutboxRelay(
             self.engine,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,9 +20,13 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:29092"
     # Prepended to every exchange, queue, topic and consumer group: isolates tests and tenants.
     broker_prefix: str = ""
-    # Short group-membership timeouts: a crashed member's partitions move in seconds (FACTS).
-    kafka_fast_join: bool = True
-    kafka_idempotence: bool = False  # Tansu (the local Kafka) refuses idempotent producers
+    # Group membership, within what every Kafka broker accepts by default (6 s to 30 min): a
+    # crashed member's partitions move after the session timeout; a stopped one leaves at once.
+    kafka_session_timeout_ms: int = Field(10_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(1000, ge=100)  # how soon members hear of a rebalance
+    # Each topic's replicas and the replicas a write must reach (acks=all): 3 and 2 on a cluster.
+    kafka_replication_factor: int = Field(1, ge=1)
+    kafka_min_insync_replicas: int = Field(1, ge=1)
     db_pool_size: int = 10
     db_statement_timeout_ms: int = 5000
     outbox_poll_interval: float = 1.0

@@ -1,7 +1,14 @@
 """Kafka adapter: acknowledged publishing, topics with dead-letter twins, committing consumers."""
 
 from shared.kafka.bus import KafkaBus
-from shared.kafka.config import DEAD_LETTER_SUFFIX, KafkaRetry
+from shared.kafka.config import DEAD_LETTER_SUFFIX, GroupTimings, KafkaRetry
 from shared.kafka.consumer import Handler, KafkaConsumer
 
-__all__ = ["DEAD_LETTER_SUFFIX", "Handler", "KafkaBus", "KafkaConsumer", "KafkaRetry"]
+__all__ = [
+    "DEAD_LETTER_SUFFIX",
+    "GroupTimings",
+    "Handler",
+    "KafkaBus",
+    "KafkaConsumer",
+    "KafkaRetry",
+]

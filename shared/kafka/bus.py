@@ -13,7 +13,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from shared.channels import Channel
 from shared.envelope import CONTENT_TYPE, Envelope, encode
 from shared.errors import PublishError
-from shared.kafka.config import DEAD_LETTER_SUFFIX, FAST_JOIN_PRODUCER, Headers, KafkaRetry
+from shared.kafka.config import DEAD_LETTER_SUFFIX, GroupTimings, Headers, KafkaRetry
 from shared.kafka.consumer import Handler, KafkaConsumer
 from shared.metrics import MESSAGES_PUBLISHED
 from shared.tracing import publishing
@@ -30,15 +30,17 @@ class KafkaBus:
         *,
         prefix: str = "",
         client_id: str = "switchyard",
-        enable_idempotence: bool = False,  # Tansu rejects the idempotent producer
-        fast_join: bool = False,
+        group_timings: GroupTimings = GroupTimings(),
+        replication_factor: int = 1,
+        min_insync_replicas: int = 1,
         publish_timeout: float = 10.0,  # then PublishError; the outbox tries again later
     ) -> None:
         self.bootstrap = bootstrap
         self.prefix = prefix
         self.client_id = client_id
-        self.fast_join = fast_join
-        self._enable_idempotence = enable_idempotence
+        self.group_timings = group_timings
+        self._replication_factor = replication_factor
+        self._min_insync_replicas = min_insync_replicas
         self._publish_timeout = publish_timeout
         self._producer: AIOKafkaProducer | None = None
 
@@ -47,11 +49,12 @@ class KafkaBus:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             client_id=self.client_id,
+            # Every in-sync replica has a record before it counts as sent, and a retried send
+            # is written once (the broker drops the duplicate by its sequence number).
             acks="all",
-            enable_idempotence=self._enable_idempotence,
+            enable_idempotence=True,
             # Unsent records expire with the publish timeout, so stop() cannot hang on a dead broker.
             request_timeout_ms=int(self._publish_timeout * 1000),
-            **(FAST_JOIN_PRODUCER if self.fast_join else {}),
         )
         try:
             await producer.start()
@@ -76,10 +79,14 @@ class KafkaBus:
         """The broker-side name of a logical topic or group."""
         return self.prefix + name
 
-    async def ensure_topics(self, partitions: Mapping[str, int], *, replication: int = 1) -> None:
+    async def ensure_topics(self, partitions: Mapping[str, int]) -> None:
         """Create each missing topic, and its dead-letter twin, with the given partition count."""
+        # A write is acknowledged once min.insync.replicas replicas have it (acks=all).
+        configs = {"min.insync.replicas": str(self._min_insync_replicas)}
         wanted = [
-            NewTopic(self.topic(name) + suffix, count, replication)
+            NewTopic(
+                self.topic(name) + suffix, count, self._replication_factor, topic_configs=configs
+            )
             for name, count in partitions.items()
             for suffix in ("", DEAD_LETTER_SUFFIX)
         ]

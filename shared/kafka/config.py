@@ -1,9 +1,8 @@
-"""Retry policy, client timings and dead-letter headers of the Kafka adapter."""
+"""Retry policy, group timings and dead-letter headers of the Kafka adapter."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from aiokafka import ConsumerRecord
 
@@ -13,20 +12,19 @@ Headers = list[tuple[str, bytes]]
 
 MAX_ERROR_MESSAGE = 1000  # bytes: enough to diagnose without bloating the dead letter
 
-# Tansu (our local broker) and the test suite want a group to settle in about a second and a
-# crashed member's partitions to move in two or three; broker defaults take 5 s and 17 s.
-FAST_JOIN_CONSUMER: dict[str, Any] = {
-    "session_timeout_ms": 1500,
-    "heartbeat_interval_ms": 150,
-    "rebalance_timeout_ms": 1000,
-    "max_poll_interval_ms": 10_000,
-    "metadata_max_age_ms": 5000,
-    # Tansu answers a fetch only when this wait is over, records or not: 500 ms by default.
-    # 100 ms keeps a hop quick without a member's polling costing the broker a tenth of a core
-    # (at 20 ms, three idle members kept Tansu busy a fifth of the time).
-    "fetch_max_wait_ms": 100,
-}
-FAST_JOIN_PRODUCER: dict[str, Any] = {"metadata_max_age_ms": 5000}
+
+@dataclass(frozen=True)
+class GroupTimings:
+    """How a member keeps its place in a group; the defaults are inside any broker's limits."""
+
+    session_timeout_ms: int = 10_000  # silent this long, a member's partitions move on
+    heartbeat_interval_ms: int = 1000  # members hear of a rebalance within this
+
+    def consumer_settings(self) -> dict[str, int]:
+        return {
+            "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+        }
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,7 @@ from opentelemetry.trace import Span
 
 from shared.envelope import Envelope, decode
 from shared.errors import MalformedMessage, PermanentError
-from shared.kafka.config import DEAD_LETTER_SUFFIX, FAST_JOIN_CONSUMER, KafkaRetry, parking_headers
-from shared.kafka.membership import close_and_leave
+from shared.kafka.config import DEAD_LETTER_SUFFIX, KafkaRetry, parking_headers
 from shared.metrics import (
     HANDLER_SECONDS,
     MESSAGES_CONSUMED,
@@ -68,7 +67,7 @@ class KafkaConsumer:
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",  # a new group reads what was published before it joined
-            **(FAST_JOIN_CONSUMER if self._bus.fast_join else {}),
+            **self._bus.group_timings.consumer_settings(),
         )
         self._consumer.subscribe(self._topics, listener=_Rebalance(self))
         await self._consumer.start()
@@ -95,7 +94,7 @@ class KafkaConsumer:
             if self._fetching:  # nothing in flight: a fetch holds no state worth waiting for
                 self._task.cancel()
             await asyncio.wait([self._task])
-        await close_and_leave(self._consumer)
+        await self._consumer.stop()  # leaves the group: its partitions move at once
         self._consumer = None
 
     async def _run(self) -> None:
@@ -118,7 +117,9 @@ class KafkaConsumer:
         except Exception:
             # Nothing was committed past the failure, so a restarted member picks it up again.
             log.exception("kafka.consumer_crashed", group=self.group)
-            await close_and_leave(self._consumer)  # hand the partitions to healthy members now
+            await (
+                self._consumer.stop()
+            )  # leave the group: hand the partitions to healthy members now
 
     async def _drain(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         """Handle one partition's records in order, then commit what was handled.

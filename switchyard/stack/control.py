@@ -23,6 +23,7 @@ PREFERRED_PORTS = {
     "rabbit_dist": 25673,
     "epmd": 24369,
     "kafka": 29092,
+    "kafka_controller": 29093,
 }
 COMPOSE_ENDPOINTS = Endpoints(
     "docker",
@@ -68,13 +69,12 @@ def up() -> tuple[Endpoints, float, bool]:
     backend = saved.backend if saved else choose_backend()
     if backend == "native":
         native = _native()
-        if saved and all(native.running()):
-            if all(p.running() for p in service_processes()):
-                return saved, 0.0, True
-            endpoints = saved  # servers fine, a service died: start just the services
-        else:
-            native.stop()  # survivors of a crashed run, if any
-            endpoints = native.start()
+        down = native.down()
+        if saved and not down and all(p.running() for p in service_processes()):
+            return saved, 0.0, True
+        # Only what is down starts: a server that died comes back on its data, while the others
+        # and the services carry on (they reconnect by themselves).
+        endpoints = native.start(down) if down else native.endpoints
     elif backend == "docker":
         _compose("up", "--detach", "--wait")
         endpoints = COMPOSE_ENDPOINTS
@@ -139,7 +139,7 @@ def logs() -> dict[str, Path]:
     return {
         "postgres": STATE / "postgres" / "postgres.log",
         "rabbitmq": next((STATE / "rabbitmq" / "log").glob("*.log"), STATE / "rabbitmq" / "log"),
-        "kafka": STATE / "tansu" / "tansu.log",
+        "kafka": STATE / "kafka" / "kafka.log",
         **{p.name: p.log for p in service_processes()},
     }
 

@@ -58,37 +58,46 @@ async def kafka_lag(bootstrap: str) -> list[Reading]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await admin.start()
-    await probe.start()
     try:
-        for topic, groups in TOPICS.items():
-            for name in (topic, f"{topic}.dlt"):
-                partitions = probe.partitions_for_topic(name) or set()
-                if not partitions:
-                    await probe.client.force_metadata_update()
-                    partitions = probe.partitions_for_topic(name) or set()
-                tps = [TopicPartition(name, p) for p in sorted(partitions)]
-                ends = await probe.end_offsets(tps) if tps else {}
-                if name.endswith(".dlt"):
-                    total = sum(ends.values())
-                    readings.append(Reading("dead letters", name, f"{total} records", total > 0))
-                    continue
-                for group in groups:
-                    # Tansu drops the connection unless the partitions are spelled out.
-                    committed = (
-                        await admin.list_consumer_group_offsets(group, partitions=tps)
-                        if tps
-                        else {}
-                    )
-                    # Tansu can report an end offset behind a committed one: never below zero.
-                    lag = sum(
-                        max(ends[tp] - (max(committed[tp].offset, 0) if tp in committed else 0), 0)
-                        for tp in tps
-                    )
-                    readings.append(
-                        Reading("lag", f"{group} <- {name}", f"{lag} records", lag > 100)
-                    )
+        await probe.start()
+        try:
+            existing = set(await admin.list_topics())
+            for topic, groups in TOPICS.items():
+                for name in (topic, f"{topic}.dlt"):
+                    if name not in existing:
+                        readings.append(Reading("topic", name, "not created yet"))
+                        continue
+                    tps = [
+                        TopicPartition(name, p)
+                        for p in sorted(probe.partitions_for_topic(name) or ())
+                    ]
+                    if not tps:  # created since the probe's metadata was read
+                        readings.append(Reading("topic", name, "no partitions known yet"))
+                        continue
+                    ends = await probe.end_offsets(tps)
+                    if name.endswith(".dlt"):
+                        total = sum(ends.values())
+                        readings.append(
+                            Reading("dead letters", name, f"{total} records", total > 0)
+                        )
+                        continue
+                    for group in groups:
+                        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+                        lag = sum(
+                            ends[tp]
+                            - (
+                                committed[tp].offset
+                                if tp in committed and committed[tp].offset >= 0
+                                else 0
+                            )
+                            for tp in tps
+                        )
+                        readings.append(
+                            Reading("lag", f"{group} <- {name}", f"{lag} records", lag > 100)
+                        )
+        finally:
+            await probe.stop()
     finally:
-        await probe.stop()
         await admin.close()
     return readings
 

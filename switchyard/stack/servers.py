@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import os
+import shutil
 import signal
 import subprocess
+import uuid
 from pathlib import Path
 
+from aiokafka.client import AIOKafkaClient
+
 from switchyard.stack import system
+from switchyard.stack.kafka_release import KAFKA_VERSION, broker_settings
 from switchyard.stack.processes import (
     StackError,
     as_user,
@@ -45,20 +52,13 @@ class Postgres:
                 check=True, capture_output=True,
             )  # fmt: skip
             pwfile.unlink()
-        (self.data / "postmaster.pid").unlink(
-            missing_ok=True
-        )  # left by a crash; our pid check is below
+            if self.ephemeral:  # test data is thrown away: trade durability for speed
+                # In the cluster's own config, so a restart (chaos tests) keeps them.
+                with (self.data / "postgresql.conf").open("a") as conf:
+                    conf.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+        (self.data / "postmaster.pid").unlink(missing_ok=True)  # left by a crash; pid checked below
         settings = ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300",
                     "-c", f"unix_socket_directories={self.root}"]  # fmt: skip
-        if self.ephemeral:  # test data is thrown away: trade durability for speed
-            settings += [
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ]
         chown_tree(self.root, "postgres")
         cmd = [
             *as_user("postgres"),
@@ -170,37 +170,63 @@ class RabbitMQ:
             self._ctl("stop", str(self.pidfile), timeout=60)
             terminate(pid, marker, sig=signal.SIGKILL)  # only if `stop` did not end it
         # Our node started its own epmd on a private port; it is ours to end.
-        subprocess.run(
-            ["epmd", "-port", str(self.epmd_port), "-kill"], capture_output=True, check=False
-        )
+        if epmd := shutil.which("epmd"):
+            subprocess.run(
+                [epmd, "-port", str(self.epmd_port), "-kill"], capture_output=True, check=False
+            )
 
 
-class Tansu:
-    def __init__(self, root: Path, port: int):
-        self.root, self.port = root, port
-        self.log, self.pidfile = root / "tansu.log", root / "tansu.pid"
+class Kafka:
+    """One Apache Kafka node in KRaft mode (broker and controller), run from its Maven jars."""
+
+    def __init__(self, root: Path, port: int, controller_port: int):
+        self.root, self.port, self.controller_port = root, port, controller_port
+        self.data, self.config = root / "data", root / "server.properties"
+        self.log, self.pidfile = root / "kafka.log", root / "kafka.pid"
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def _write_config(self) -> None:
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "log.dirs": str(self.data),
+            **broker_settings(),
+        }
+        self.config.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+
+    def _java(self, *args: str) -> list[str]:
+        jars = system.kafka_jars(KAFKA_VERSION)
+        return [str(system.java()), *KAFKA_JVM_OPTIONS, "-cp", f"{jars}/*",
+                f"-Dlog4j2.configurationFile={KAFKA_LOG_CONFIG}", *args]  # fmt: skip
+
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        listener = f"tcp://127.0.0.1:{self.port}"
-        cmd = [str(system.tansu_binary()), "broker", "--listener-url", listener,
-               "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]  # fmt: skip
-        self.pid = spawn(
-            cmd, self.log, env={"SWITCHYARD_STACK": str(self.root.parent)}, cwd=self.root
-        )
+        self._write_config()
+        if not (self.data / "meta.properties").exists():  # a new node: format its storage once
+            format_storage = self._java("kafka.tools.StorageTool", "format", "--standalone",
+                                        "--cluster-id", _cluster_id(), "--config", str(self.config))  # fmt: skip
+            result = subprocess.run(format_storage, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise StackError(
+                    f"formatting Kafka's storage failed:\n{result.stdout}{result.stderr}"
+                )
+        self.pid = spawn(self._java("kafka.Kafka", str(self.config)), self.log, cwd=self.root)
         self.pidfile.write_text(str(self.pid))
 
-    def wait(self, timeout: float = 20) -> None:
+    def wait(self, timeout: float = 90) -> None:
         def ready() -> bool:
             if not pid_alive(self.pid):
-                raise StackError("tansu exited at start\n" + _tail(self.log))
-            return port_answers(self.port)
+                raise StackError("kafka exited at start\n" + _tail(self.log))
+            return port_answers(self.port) and answers_metadata(self.bootstrap)
 
-        wait_until(ready, timeout, f"Tansu on port {self.port}", self.log)
+        wait_until(ready, timeout, f"Apache Kafka on port {self.port}", self.log)
 
     def server_pid(self) -> int | None:
         try:
@@ -211,7 +237,38 @@ class Tansu:
     def stop(self, marker: str) -> None:
         pid = self.server_pid()
         if pid:
-            terminate(pid, marker)
+            terminate(pid, marker, timeout=30)  # SIGTERM: a controlled shutdown, logs closed clean
+
+
+# A small heap is plenty for one local node; G1 with short pauses as Kafka's own scripts run it.
+KAFKA_JVM_OPTIONS = ("-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                     "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true")  # fmt: skip
+KAFKA_LOG_CONFIG = Path(__file__).parent / "kafka" / "log4j2.properties"
+
+
+def _cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes in URL-safe base64, not starting with '-'."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def answers_metadata(bootstrap: str) -> bool:
+    """True when a Kafka broker at `bootstrap` answers a metadata request."""
+
+    async def ask() -> bool:
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        try:
+            await client.bootstrap()
+            return bool(client.cluster.brokers())
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(ask())
+    except Exception:
+        return False
 
 
 def _tail(path: Path, lines: int = 15) -> str:

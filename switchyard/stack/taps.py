@@ -53,8 +53,7 @@ async def kafka_tap(bootstrap: str, topic: str) -> AsyncIterator[Tap]:
 
     async def pump() -> None:
         async for record in consumer:
-            # The record's own timestamp: a fetch may be held up to fetch_max_wait_ms, which
-            # says nothing about when the record was sent.
+            # The record's own timestamp, not the moment the fetch returned.
             tap.add(decode(record.value), sent_at=record.timestamp / 1000)
 
     task = asyncio.create_task(pump())

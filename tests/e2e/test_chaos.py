@@ -1,4 +1,4 @@
-"""Kill every service with SIGKILL mid-flow and restart RabbitMQ: afterwards nothing is lost."""
+"""Kill every service and crash every server mid-flow, then restart each: nothing is lost."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from switchyard.client import SwitchyardClient
-from switchyard.stack.native import restart_rabbitmq
+from switchyard.stack.native import crash_and_restart
 from switchyard.webhook_sender import build_event, send_event
 from tests.support.eventually import eventually
 from tests.support.fleets import running_fleet
@@ -19,12 +19,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.slow]
 
 ORDERS = 60  # at least; the stream goes on until the last disruption is over
 GIVE_UP_AFTER = 120.0  # seconds a simulated client keeps retrying one request
+SERVERS = ("rabbitmq", "kafka", "postgres")
 
 
 @pytest.fixture(scope="module")
 def chaos_system(stack, template_database):
     if stack.backend != "native":
-        pytest.skip(f"restarting RabbitMQ mid-test needs the native stack, not {stack.backend}")
+        pytest.skip(f"crashing servers mid-test needs the native stack, not {stack.backend}")
     yield from running_fleet(stack, template_database)
 
 
@@ -43,7 +44,7 @@ async def _retrying(request, ok) -> httpx.Response:
         await asyncio.sleep(0.2)  # a client's retry pace, not a wait for a condition
 
 
-async def test_nothing_is_lost_when_services_die_and_rabbitmq_restarts(chaos_system, stack, capsys):
+async def test_nothing_is_lost_when_services_die_and_servers_crash(chaos_system, stack, capsys):
     system = chaos_system
     shop = SwitchyardClient(system.urls, http=httpx.AsyncClient(timeout=5))
     urls = system.urls
@@ -102,8 +103,9 @@ async def test_nothing_is_lost_when_services_die_and_rabbitmq_restarts(chaos_sys
             await flowing_again()
             system.kill(name)
             await asyncio.to_thread(system.start, name)
-        await flowing_again()
-        await asyncio.to_thread(restart_rabbitmq, stack)
+        for server in SERVERS:  # SIGKILL, then started again on the same data
+            await flowing_again()
+            await asyncio.to_thread(crash_and_restart, stack, server)
         return time.monotonic()
 
     started = time.monotonic()
@@ -132,7 +134,8 @@ async def test_nothing_is_lost_when_services_die_and_rabbitmq_restarts(chaos_sys
 
     with capsys.disabled():
         print(
-            f"\nchaos: {placed} orders, 3 services SIGKILLed and restarted, RabbitMQ restarted; "
+            f"\nchaos: {placed} orders, 3 services SIGKILLed and restarted, "
+            f"{', '.join(SERVERS)} crashed and restarted; "
             f"{placed} paid exactly once; {counts['order_retries']} order retries, "
             f"{counts['webhook_retries']} webhook retries; all paid {recovered - calm_since:.1f}s "
             f"after the last disruption ({recovered - started:.1f}s in all)"

@@ -19,6 +19,7 @@ from shared.errors import PermanentError, TransientError
 from shared.kafka import KafkaBus, KafkaConsumer, KafkaRetry
 from tests.support.eventually import eventually
 from tests.support.kafka_probe import committed, header_map, read_records, record_count
+from tests.support.services import QUICK_GROUPS
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ StartMember = Callable[..., Awaitable[KafkaConsumer]]
 
 @pytest.fixture
 async def bus(stack, names: str) -> AsyncIterator[KafkaBus]:
-    bus = KafkaBus(stack.kafka_bootstrap, prefix=names, fast_join=True)
+    bus = KafkaBus(stack.kafka_bootstrap, prefix=names, group_timings=QUICK_GROUPS)
     await bus.start()
     yield bus
     await bus.stop()

@@ -17,6 +17,7 @@ import structlog
 
 from shared.envelope import Envelope
 from shared.kafka import KafkaBus
+from tests.support.services import QUICK_GROUPS
 
 
 def report(**event: object) -> None:
@@ -30,7 +31,7 @@ async def main(bootstrap: str, prefix: str, topic: str, group: str, hold_id: str
             await asyncio.Event().wait()  # the test kills us here, before the commit
         report(handled=envelope.id)
 
-    bus = KafkaBus(bootstrap, prefix=prefix, fast_join=True)
+    bus = KafkaBus(bootstrap, prefix=prefix, group_timings=QUICK_GROUPS)
     await bus.start()
     member = bus.consumer([topic], group, handle)
     await member.start()

@@ -31,9 +31,7 @@ async def read_records(
 
 
 async def record_count(bootstrap: str, topic: str, *, partitions: int) -> int:
-    """How many records a broker-side topic holds, from its offsets: exact for none, but Tansu
-    gives a batch's base offset + 1 as its end, so several records sent in one batch count once.
-    Pair it with another check where that matters."""
+    """How many records a broker-side topic holds, from its start and end offsets."""
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await reader.start()
     try:
@@ -50,7 +48,6 @@ async def committed(bootstrap: str, group: str, topic: str, *, partitions: int) 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        # Tansu drops the connection when asked for all of a group's offsets: name the partitions.
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         offsets = await admin.list_consumer_group_offsets(group, partitions=tps)
     finally:

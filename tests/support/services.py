@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from shared.kafka import GroupTimings
 from shared.settings import ServiceSettings
 
 S = TypeVar("S", bound=ServiceSettings)
+
+# Test members' group timings: the local broker's group.min.session.timeout.ms is 1 s.
+QUICK_GROUPS = GroupTimings(session_timeout_ms=3000, heartbeat_interval_ms=300)
 
 
 def settings_for(cls: type[S], service: str, stack, database, names: str, **overrides) -> S:
@@ -17,7 +21,10 @@ def settings_for(cls: type[S], service: str, stack, database, names: str, **over
         amqp_url=stack.amqp_url,
         kafka_bootstrap_servers=stack.kafka_bootstrap,
         broker_prefix=names,
-        kafka_fast_join=True,
+        # Short sessions, which the local broker allows (broker.properties): a killed member's
+        # partitions move in seconds.
+        kafka_session_timeout_ms=QUICK_GROUPS.session_timeout_ms,
+        kafka_heartbeat_interval_ms=QUICK_GROUPS.heartbeat_interval_ms,
         outbox_poll_interval=0.5,
         rabbit_retry_delays_ms=(50, 100, 200),
         kafka_retry_backoff=(0.05, 0.1, 0.2),
