@@ -20,6 +20,7 @@ from switchyard.stack.bootstrap import (
     with_database,
 )
 from switchyard.stack.endpoints import Endpoints
+from switchyard.stack.native import NativeStack
 from switchyard.stack.selection import test_stack
 from tests.support.eventually import eventually
 
@@ -54,6 +55,14 @@ def stack() -> Iterator[Endpoints]:
     finally:
         if not os.environ.get("KEEP_TEST_STACK"):
             shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def servers(stack: Endpoints) -> NativeStack:
+    """The session's servers as processes this test may crash and restart (native stack only)."""
+    if stack.backend != "native" or stack.state is None:
+        pytest.skip(f"crashing a server needs the native stack's processes, not {stack.backend}")
+    return NativeStack(Path(stack.state))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,8 @@ from switchyard.stack.processes import StackError
 from switchyard.stack.selection import choose_backend, external_endpoints
 from switchyard.stack.services import SERVICES, ServiceProcess, service_env
 
-STATE = REPO / ".stack"
+# Where `make up` keeps its servers' data, pids and URLs; another directory is another stack.
+STATE = Path(os.environ.get("SWITCHYARD_STATE_DIR") or REPO / ".stack")
 COMPOSE_FILE = REPO / "compose" / "docker-compose.yml"
 # Stable URLs across runs where these ports are free; others are chosen when they are not.
 PREFERRED_PORTS = {

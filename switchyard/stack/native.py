@@ -84,11 +84,13 @@ class NativeStack:
         (self.state / "ports.json").write_text(json.dumps(self.ports.__dict__))
         marker = str(self.state)
         for name, server in chosen.items():
-            if not port_is_free(server.port):
+            try:  # a crashed server's last processes may hold its port for a moment
+                wait_until(lambda p=server.port: port_is_free(p), 15, f"port {server.port} free")
+            except StackError:
                 raise StackError(
                     f"port {server.port} for {name} is in use by another program; "
                     f"stop it, or remove {self.state} so new ports are chosen"
-                )
+                ) from None
         try:
             with ThreadPoolExecutor(len(chosen)) as pool:
                 list(pool.map(lambda s: (s.start(), s.wait()), chosen.values()))

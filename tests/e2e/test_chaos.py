@@ -114,8 +114,8 @@ async def test_nothing_is_lost_when_services_die_and_servers_crash(chaos_system,
     while len(flows) < ORDERS or not chaos.done():  # customers keep coming through every blow
         flows.append(asyncio.create_task(customer_and_provider(len(flows))))
         await asyncio.sleep(0.1)  # a steady stream of customers, about ten a second
+    calm_since = await chaos  # a blow that could not be dealt fails the test here, at once
     order_ids = await asyncio.gather(*flows)
-    calm_since = await chaos
 
     for order_id in order_ids:
         await shop.wait_order(order_id, "paid", timeout=90)

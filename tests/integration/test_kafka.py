@@ -1,4 +1,4 @@
-"""The Kafka adapter against a real Kafka-protocol broker: delivery, order, commits, retries, DLT."""
+"""The Kafka adapter against a real Apache Kafka broker: delivery, order, commits, retries, DLT."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from shared.channels import Channel
 from shared.envelope import Envelope, encode, new_envelope
-from shared.errors import PermanentError, TransientError
+from shared.errors import PermanentError, PublishError, TransientError
 from shared.kafka import KafkaBus, KafkaConsumer, KafkaRetry
 from tests.support.eventually import eventually
 from tests.support.kafka_probe import committed, header_map, read_records, record_count
@@ -319,3 +319,45 @@ async def test_graceful_stop_finishes_and_commits_the_record_in_flight(bus, star
 
 async def _committed_is(bus: KafkaBus, group: str, topic: str, expected: list[int]) -> bool:
     return await committed(bus.bootstrap, group, topic, partitions=len(expected)) == expected
+
+
+async def test_a_group_keeps_consuming_through_a_broker_crash_and_restart(
+    bus, start_member, names, stack, servers
+):
+    await bus.ensure_topics({"orders.events": 3})
+    handled: list[str] = []
+
+    async def handle(envelope: Envelope) -> None:
+        handled.append(envelope.id)
+
+    await start_member("orders.events", "users", handle)
+    before = [order_event(f"order-{n}") for n in range(6)]
+    for event in before:
+        await bus.publish(ORDERS, event)
+    await eventually(lambda: len(handled) == len(before), message="records before the crash")
+
+    await asyncio.to_thread(servers.crash, "kafka")
+    await asyncio.to_thread(servers.start, ["kafka"])
+
+    # The same producer and the same member, neither restarted: both find the broker again.
+    after = [order_event(f"order-{n}") for n in range(6)]
+    for event in after:
+        await eventually(lambda e=event: _published(bus, e), timeout=60, message="a publish")
+    every_id = {e.id for e in before + after}
+    await eventually(lambda: set(handled) == every_id, timeout=60, message="records after it")
+
+    async def all_committed() -> bool:
+        topic = names + "orders.events"
+        offsets = await committed(stack.kafka_bootstrap, names + "users", topic, partitions=3)
+        return sum(offsets) == await record_count(stack.kafka_bootstrap, topic, partitions=3)
+
+    await eventually(all_committed, message="every record committed")
+
+
+async def _published(bus: KafkaBus, event: Envelope) -> bool:
+    """One publish attempt; False while the broker is not back (the outbox would try again)."""
+    try:
+        await bus.publish(ORDERS, event)
+    except PublishError:
+        return False
+    return True

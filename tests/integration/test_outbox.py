@@ -261,6 +261,49 @@ async def test_outbox_survives_a_broker_outage_and_keeps_order_per_subject(
         assert await conn.scalar(sa.select(sa.func.count()).select_from(orders)) == len(rows)
 
 
+async def test_outbox_survives_a_kafka_crash_and_keeps_order_per_key(
+    engine, outbox, stack, names, servers
+):
+    subjects = ["order-1", "order-2", "order-3"]
+    # A short publish timeout keeps each failed round, and so the test, short.
+    kafka = KafkaBus(stack.kafka_bootstrap, prefix=names, publish_timeout=1.0)
+    await kafka.ensure_topics({TOPIC: PARTITIONS})
+    await kafka.start()
+    relay = OutboxRelay(engine, outbox, {"kafka": kafka}, max_backoff=1)
+    await relay.start()
+    expected: defaultdict[str, list[str]] = defaultdict(list)
+    try:
+        first = order_event("order-0")
+        await place_order(engine, outbox, ORDERS_EVENTS, first)
+        await eventually(lambda: all_sent(engine, outbox, 1), message="sent before the crash")
+
+        await asyncio.to_thread(servers.crash, "kafka")
+        for step in range(4):
+            for subject in subjects:
+                event = order_event(subject, "order.paid", step=step)
+                await place_order(engine, outbox, ORDERS_EVENTS, event)
+                expected[subject].append(event.id)
+
+        async def each_subject_failed() -> bool:
+            rows = (await outbox_rows(engine, outbox))[1:]
+            assert all(row.sent_at is None for row in rows)
+            return {row.key for row in rows if row.last_error} == set(subjects)
+
+        await eventually(each_subject_failed, timeout=30)
+        await asyncio.to_thread(servers.start, ["kafka"])
+        await eventually(lambda: all_sent(engine, outbox, 13), timeout=60)
+    finally:
+        await relay.stop()
+        await kafka.stop()
+
+    records = await everything_on(stack.kafka_bootstrap, names + TOPIC)
+    by_key: defaultdict[str, list[str]] = defaultdict(list)
+    for record in records:
+        by_key[record.key.decode()].append(decode(record.value).id)
+    assert by_key.pop("order-0") == [first.id]  # written before the crash, kept by it
+    assert by_key == expected
+
+
 async def test_two_relays_publish_each_of_200_rows_exactly_once(
     engine, outbox, kafka, stack, names, database
 ):
