@@ -7,15 +7,15 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
-import asyncpg
 import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import DBAPIError, InterfaceError, InvalidRequestError, OperationalError
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from shared.db import is_unavailable
 from shared.logging import configure_logging
 from shared.runtime import Runtime, Wiring
 from shared.settings import ServiceSettings
@@ -102,29 +102,13 @@ def _operations_router() -> APIRouter:
     return router
 
 
-def _unavailable(exc: Exception) -> bool:
-    """Connection-level trouble (server down, connection cut, pool exhausted, too slow)."""
-    if isinstance(exc, OSError | PoolTimeout | InterfaceError | OperationalError):
-        return True
-    if isinstance(exc, InvalidRequestError) and "connection is closed" in str(exc):
-        return True  # the pool could not hand out a working connection
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        orig = getattr(exc.orig, "__cause__", None) or exc.orig
-        return isinstance(
-            orig, OSError | asyncpg.PostgresConnectionError | asyncpg.QueryCanceledError
-        )
-    return False
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeout)
     @app.exception_handler(InvalidRequestError)
     @app.exception_handler(DBAPIError)
     @app.exception_handler(OSError)
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        if _unavailable(exc):
+        if is_unavailable(exc):
             # The caller may retry later: nothing was committed.
             log.warning("dependency unavailable", path=request.url.path, error=repr(exc))
             return JSONResponse({"detail": "a dependency is unavailable, retry later"}, 503)

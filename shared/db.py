@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import (
@@ -106,3 +107,21 @@ async def page_of(
         .limit(limit)
     )
     return list(rows), total or 0
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Connection-level trouble (server down, starting or shutting down, connection cut, pool
+    exhausted, too slow): nothing was committed, and the same work succeeds once it is over."""
+    if isinstance(error, OSError | exc.TimeoutError | exc.InterfaceError | exc.OperationalError):
+        return True
+    if isinstance(error, exc.InvalidRequestError) and "connection is closed" in str(error):
+        return True  # the pool could not hand out a working connection
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        orig = getattr(error.orig, "__cause__", None) or error.orig
+        # OperatorIntervention: the server is starting up, shutting down or recovering from a crash.
+        return isinstance(orig, OSError | asyncpg.PostgresConnectionError
+                          | asyncpg.exceptions.OperatorInterventionError
+                          | asyncpg.QueryCanceledError)  # fmt: skip
+    return False

@@ -8,8 +8,9 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.db import is_unavailable
 from shared.envelope import Envelope
-from shared.errors import PermanentError
+from shared.errors import DependencyUnavailable, PermanentError
 from shared.inbox import InboxGuard
 
 log = structlog.get_logger(__name__)
@@ -44,6 +45,10 @@ class Dispatcher:
         try:
             await self._guarded(envelope)
             log.info("message handled", consumer=self.consumer, type=envelope.type, id=envelope.id)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise DependencyUnavailable(f"database unavailable: {exc!r}") from exc
+            raise
         finally:
             structlog.contextvars.unbind_contextvars("correlation_id")
 

@@ -9,6 +9,11 @@ class TransientError(Exception):
     """Worth another try later (a dependency is down): retry with growing delay, then park."""
 
 
+class DependencyUnavailable(TransientError):
+    """A server the handler needs (the database) cannot be reached: the message is not at fault,
+    so it is tried again until the server is back and never parked for it."""
+
+
 class MalformedMessage(PermanentError):
     """The bytes are not a CloudEvents envelope we can read."""
 

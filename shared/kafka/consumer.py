@@ -13,7 +13,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from opentelemetry.trace import Span
 
 from shared.envelope import Envelope, decode
-from shared.errors import MalformedMessage, PermanentError
+from shared.errors import DependencyUnavailable, MalformedMessage, PermanentError
 from shared.kafka.config import DEAD_LETTER_SUFFIX, KafkaRetry, parking_headers
 from shared.metrics import (
     HANDLER_SECONDS,
@@ -160,7 +160,7 @@ class KafkaConsumer:
         with structlog.contextvars.bound_contextvars(
             correlation_id=envelope.correlationid, message_id=envelope.id
         ):
-            attempt = 1
+            attempt, outage = 1, 0
             while True:
                 try:
                     with (
@@ -171,6 +171,12 @@ class KafkaConsumer:
                 except PermanentError as exc:
                     await self._dead_letter(record, channel, exc, attempts=attempt)
                     return True
+                except DependencyUnavailable as exc:
+                    outage += 1  # not the record's fault: wait for the server, attempts untouched
+                    delay = self._retry.delay_after(outage)
+                    log.warning("kafka.waiting_for_dependency", delay=delay, error=repr(exc))
+                    if not await self._backoff(delay):
+                        return False
                 except Exception as exc:
                     if attempt >= self._retry.attempts:
                         await self._dead_letter(record, channel, exc, attempts=attempt)

@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, Abstrac
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from shared.envelope import Envelope, decode
-from shared.errors import PermanentError, PublishError
+from shared.errors import DependencyUnavailable, PermanentError, PublishError
 from shared.metrics import (
     HANDLER_SECONDS,
     MESSAGES_CONSUMED,
@@ -162,6 +162,9 @@ class RabbitConsumer:
                 await self._handler(envelope)
         except PermanentError as exc:
             await self._park(message, exc, attempt)
+        except DependencyUnavailable as exc:
+            # Not the message's fault: back after the shortest delay, its attempts untouched.
+            await self._schedule_retry(message, exc, attempt - 1, self._retry.delays_ms[0])
         except Exception as exc:
             delay = self._retry.delay_for(attempt)
             if delay is None:

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from shared.channels import Channel
 from shared.envelope import Envelope, encode, new_envelope
-from shared.errors import PermanentError, PublishError, TransientError
+from shared.errors import DependencyUnavailable, PermanentError, PublishError, TransientError
 from shared.kafka import KafkaBus, KafkaConsumer, KafkaRetry
 from tests.support.eventually import eventually
 from tests.support.kafka_probe import committed, header_map, read_records, record_count
@@ -192,6 +192,28 @@ async def test_transient_failure_is_retried_then_succeeds(bus, start_member, nam
     assert metric("switchyard_messages_retried_total") - retried_before == 2
     group, topic = names + "payments", names + "orders.events"
     await eventually(lambda: _committed_is(bus, group, topic, [1]))
+    assert await record_count(bus.bootstrap, topic + ".dlt", partitions=1) == 0
+
+
+async def test_a_database_outage_is_waited_out_and_never_dead_letters(bus, start_member, names):
+    await bus.ensure_topics({"orders.events": 1})
+    outage = QUICK_RETRY.attempts + 2  # longer than the record's whole retry budget
+    attempts: list[str] = []
+
+    async def handle(envelope: Envelope) -> None:
+        attempts.append(envelope.id)
+        if len(attempts) <= outage:
+            raise DependencyUnavailable("database unavailable: the server is starting up")
+
+    retried_before = metric("switchyard_messages_retried_total")
+    await start_member("orders.events", "users", handle)
+    event = order_event("order-1")
+    await bus.publish(ORDERS, event)
+
+    group, topic = names + "users", names + "orders.events"
+    await eventually(lambda: _committed_is(bus, group, topic, [1]))
+    assert attempts == [event.id] * (outage + 1)
+    assert metric("switchyard_messages_retried_total") == retried_before  # none was counted
     assert await record_count(bus.bootstrap, topic + ".dlt", partitions=1) == 0
 
 

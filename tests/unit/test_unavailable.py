@@ -1,0 +1,49 @@
+"""Which database errors are an outage (try again later) and which are a bug or bad data."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from sqlalchemy import exc
+
+from shared.db import is_unavailable
+
+pytestmark = pytest.mark.unit
+
+
+def _driver_error(cause: BaseException) -> exc.DBAPIError:
+    """How SQLAlchemy's asyncpg dialect wraps a driver error: the asyncpg one is the cause."""
+    adapted = Exception(str(cause))
+    adapted.__cause__ = cause
+    return exc.DBAPIError("SELECT 1", None, adapted)
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        asyncpg.exceptions.AdminShutdownError(
+            "terminating connection due to administrator command"
+        ),
+        asyncpg.exceptions.CrashShutdownError("terminating connection because of crash"),
+        asyncpg.exceptions.ConnectionFailureError("connection failure"),
+        ConnectionRefusedError(111, "Connection refused"),
+        asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_a_server_that_cannot_serve_now_is_an_outage(cause):
+    assert is_unavailable(_driver_error(cause))
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        asyncpg.exceptions.UniqueViolationError("duplicate key value"),
+        asyncpg.exceptions.UndefinedColumnError("column does not exist"),
+        asyncpg.exceptions.InsufficientPrivilegeError("permission denied for schema orders"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_bad_data_and_bugs_are_not_an_outage(cause):
+    assert not is_unavailable(_driver_error(cause))
