@@ -54,7 +54,7 @@ async def rabbit_raw(amqp_url: str, n: int) -> dict:
 
 async def kafka_raw(bootstrap: str, n: int) -> dict:
     """acks=all produces: send_and_wait one at a time, then send() all and flush."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     topic, body = f"bench.{uuid.uuid4().hex[:6]}", b"x" * 400
     try:

@@ -20,6 +20,8 @@ from shared.tracing import publishing
 
 log = structlog.get_logger(__name__)
 
+MAX_IN_FLIGHT = 10_000  # sends remembered by record id (see send_record)
+
 
 class KafkaBus:
     """One producer per process; topic and group names get `prefix` so tests never share them."""
@@ -43,6 +45,7 @@ class KafkaBus:
         self._min_insync_replicas = min_insync_replicas
         self._publish_timeout = publish_timeout
         self._producer: AIOKafkaProducer | None = None
+        self._in_flight: dict[str, asyncio.Future] = {}  # record id -> its send, until acknowledged
 
     async def start(self) -> None:
         """Connect the producer."""
@@ -124,21 +127,46 @@ class KafkaBus:
                 encode(envelope),
                 key=(key or envelope.subject).encode(),
                 headers=record_headers,
+                record_id=envelope.id,
             )
         MESSAGES_PUBLISHED.labels(broker="kafka", channel=channel.name).inc()
         log.debug("kafka.published", topic=channel.name, id=envelope.id, type=envelope.type)
 
     async def send_record(
-        self, topic: str, value: bytes | None, *, key: bytes | None, headers: Headers
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None,
+        headers: Headers,
+        record_id: str | None = None,
     ) -> None:
-        """Send raw bytes to a broker-side topic name and wait for the acknowledgement."""
+        """Send raw bytes to a broker-side topic name and wait for the acknowledgement.
+
+        A send that timed out is still in the producer's buffer, and the producer delivers it
+        once the broker is back. So a later call with the same `record_id` waits for that send
+        instead of making a second copy: an outage does not multiply what the outbox retries.
+        """
         if self._producer is None:
             raise RuntimeError("KafkaBus.start() has not been called")
         try:
+            sending = self._in_flight.get(record_id) if record_id else None
+            if sending is None or _failed(sending):
+                sending = await self._producer.send(topic, value, key=key, headers=headers)
+                if record_id:
+                    self._remember(record_id, sending)
             async with asyncio.timeout(self._publish_timeout):
-                await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+                await asyncio.shield(sending)  # a timeout here leaves the send to go on
         except (KafkaError, TimeoutError) as exc:
             raise PublishError(f"Kafka did not acknowledge a record for {topic}: {exc!r}") from exc
+        if record_id:
+            self._in_flight.pop(record_id, None)
+
+    def _remember(self, record_id: str, sending: asyncio.Future) -> None:
+        if len(self._in_flight) >= MAX_IN_FLIGHT:  # forget settled sends nobody asked after
+            for done in [rid for rid, f in self._in_flight.items() if f.done()]:
+                del self._in_flight[done]
+        self._in_flight[record_id] = sending
 
     def consumer(
         self,
@@ -150,3 +178,7 @@ class KafkaBus:
     ) -> KafkaConsumer:
         """A group member for logical `topics`; it dead-letters through this bus's producer."""
         return KafkaConsumer(self, topics, group, handler, retry=retry)
+
+
+def _failed(sending: asyncio.Future) -> bool:
+    return sending.done() and (sending.cancelled() or sending.exception() is not None)

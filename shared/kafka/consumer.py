@@ -227,6 +227,7 @@ class KafkaConsumer:
             record.value,
             key=record.key,
             headers=[*record.headers, *parking_headers(record, exc, attempts)],
+            record_id=f"dead-letter:{record.topic}:{record.partition}:{record.offset}",
         )
         MESSAGES_DEAD_LETTERED.labels(broker="kafka", channel=channel).inc()
         log.error(

@@ -333,13 +333,14 @@ async def test_two_relays_publish_each_of_200_rows_exactly_once(
 
 async def everything_on(bootstrap: str, topic: str) -> list[ConsumerRecord]:
     """Every record on a topic by partition and offset, bypassing the adapter under test."""
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await reader.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        reader.assign(partitions)
+        reader.assign(partitions)  # no committed offsets: it reads from the earliest
         ends = await reader.end_offsets(partitions)
-        await reader.seek_to_beginning()
         records: list[ConsumerRecord] = []
 
         async def at_the_end() -> bool:

@@ -186,3 +186,21 @@ def test_testcontainers_kafka_gets_the_shared_settings_and_advertises_the_mapped
     # The container waits for exactly that script, and for its last line.
     assert docker.KAFKA_START_SCRIPT in container.command[-1]
     assert re.search(container.command[-1].split("'")[1], lines[-1])
+
+
+def test_the_native_jars_are_the_same_kafka_release():
+    pom = (ROOT / "switchyard" / "stack" / "kafka" / "pom.xml").read_text()
+    assert re.search(r"<kafka.version>(.+?)</kafka.version>", pom).group(1) == KAFKA_VERSION
+
+
+def test_the_native_node_takes_broker_properties_and_sets_only_its_own_place(tmp_path):
+    from switchyard.stack.servers import Kafka
+
+    node = Kafka(tmp_path, 29092, 29093)
+    node._write_config()
+    written = dict(
+        line.split("=", 1) for line in (tmp_path / "server.properties").read_text().splitlines()
+    )
+    assert broker_settings().items() <= written.items()
+    assert written["advertised.listeners"] == "PLAINTEXT://127.0.0.1:29092"
+    assert written["log.dirs"] == str(tmp_path / "data")
