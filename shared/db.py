@@ -110,18 +110,31 @@ async def page_of(
 
 
 def is_unavailable(error: BaseException) -> bool:
-    """Connection-level trouble (server down, starting or shutting down, connection cut, pool
-    exhausted, too slow): nothing was committed, and the same work succeeds once it is over."""
+    """The database cannot serve now (down, starting or shutting down, connection cut, pool
+    exhausted): nothing was committed, and the same work succeeds once that is over."""
     if isinstance(error, OSError | exc.TimeoutError | exc.InterfaceError | exc.OperationalError):
         return True
     if isinstance(error, exc.InvalidRequestError) and "connection is closed" in str(error):
         return True  # the pool could not hand out a working connection
     if isinstance(error, exc.DBAPIError):
-        if error.connection_invalidated:
-            return True
-        orig = getattr(error.orig, "__cause__", None) or error.orig
-        # OperatorIntervention: the server is starting up, shutting down or recovering from a crash.
-        return isinstance(orig, OSError | asyncpg.PostgresConnectionError
-                          | asyncpg.exceptions.OperatorInterventionError
-                          | asyncpg.QueryCanceledError)  # fmt: skip
+        cause = _driver_error(error)
+        # Operator intervention (class 57): the server is starting up, shutting down or
+        # recovering from a crash; a cancelled statement (57014) is the work's own doing.
+        stopped = asyncpg.exceptions.OperatorInterventionError
+        return error.connection_invalidated or (
+            isinstance(cause, OSError | asyncpg.PostgresConnectionError | stopped)
+            and not isinstance(cause, asyncpg.QueryCanceledError)
+        )
     return False
+
+
+def is_statement_timeout(error: BaseException) -> bool:
+    """A statement ran past `statement_timeout` (or was cancelled): rolled back, may pass later."""
+    return isinstance(error, exc.DBAPIError) and isinstance(
+        _driver_error(error), asyncpg.QueryCanceledError
+    )
+
+
+def _driver_error(error: exc.DBAPIError) -> BaseException | None:
+    """asyncpg's own exception behind SQLAlchemy's wrapper of it."""
+    return getattr(error.orig, "__cause__", None) or error.orig

@@ -58,11 +58,16 @@ def stack() -> Iterator[Endpoints]:
 
 
 @pytest.fixture
-def servers(stack: Endpoints) -> NativeStack:
-    """The session's servers as processes this test may crash and restart (native stack only)."""
+def servers(stack: Endpoints) -> Iterator[NativeStack]:
+    """The session's servers as processes this test may crash and restart (native stack only).
+
+    Whatever the test left down is started again, so a failed test does not fail the next ones.
+    """
     if stack.backend != "native" or stack.state is None:
         pytest.skip(f"crashing a server needs the native stack's processes, not {stack.backend}")
-    return NativeStack(Path(stack.state))
+    native = NativeStack(Path(stack.state))
+    yield native
+    native.start(native.down())
 
 
 @pytest.fixture(scope="session")

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 
 import structlog
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.channels import Channel
 from shared.envelope import CONTENT_TYPE, Envelope, encode
-from shared.errors import PublishError
 from shared.kafka.config import DEAD_LETTER_SUFFIX, GroupTimings, Headers, KafkaRetry
 from shared.kafka.consumer import Handler, KafkaConsumer
+from shared.kafka.producer import RecordProducer
 from shared.metrics import MESSAGES_PUBLISHED
 from shared.tracing import publishing
 
 log = structlog.get_logger(__name__)
-
-MAX_IN_FLIGHT = 10_000  # sends remembered by record id (see send_record)
 
 
 class KafkaBus:
@@ -43,39 +39,18 @@ class KafkaBus:
         self.group_timings = group_timings
         self._replication_factor = replication_factor
         self._min_insync_replicas = min_insync_replicas
-        self._publish_timeout = publish_timeout
-        self._producer: AIOKafkaProducer | None = None
-        self._in_flight: dict[str, asyncio.Future] = {}  # record id -> its send, until acknowledged
+        self._producer = RecordProducer(bootstrap, client_id, publish_timeout)
 
     async def start(self) -> None:
         """Connect the producer."""
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            client_id=self.client_id,
-            # Every in-sync replica has a record before it counts as sent, and a retried send
-            # is written once (the broker drops the duplicate by its sequence number).
-            acks="all",
-            enable_idempotence=True,
-            # Unsent records expire with the publish timeout, so stop() cannot hang on a dead broker.
-            request_timeout_ms=int(self._publish_timeout * 1000),
-        )
-        try:
-            await producer.start()
-        except BaseException:
-            await producer.stop()  # releases the half-open client
-            raise
-        self._producer = producer
+        await self._producer.start()
 
     async def stop(self) -> None:
-        """Flush and close the producer."""
-        if self._producer is not None:
-            producer, self._producer = self._producer, None
-            await producer.stop()
+        """Deliver what is buffered (for at most the publish timeout) and close the producer."""
+        await self._producer.stop()
 
     async def ping(self) -> None:
         """Ask the cluster for its metadata (readiness); raises if no broker answers."""
-        if self._producer is None:
-            raise ConnectionError("KafkaBus.start() has not been called")
         await self._producer.client.fetch_all_metadata()
 
     def topic(self, name: str) -> str:
@@ -143,30 +118,9 @@ class KafkaBus:
     ) -> None:
         """Send raw bytes to a broker-side topic name and wait for the acknowledgement.
 
-        A send that timed out is still in the producer's buffer, and the producer delivers it
-        once the broker is back. So a later call with the same `record_id` waits for that send
-        instead of making a second copy: an outage does not multiply what the outbox retries.
+        Sends with the same `record_id` make one record, even when an earlier one timed out.
         """
-        if self._producer is None:
-            raise RuntimeError("KafkaBus.start() has not been called")
-        try:
-            sending = self._in_flight.get(record_id) if record_id else None
-            if sending is None or _failed(sending):
-                sending = await self._producer.send(topic, value, key=key, headers=headers)
-                if record_id:
-                    self._remember(record_id, sending)
-            async with asyncio.timeout(self._publish_timeout):
-                await asyncio.shield(sending)  # a timeout here leaves the send to go on
-        except (KafkaError, TimeoutError) as exc:
-            raise PublishError(f"Kafka did not acknowledge a record for {topic}: {exc!r}") from exc
-        if record_id:
-            self._in_flight.pop(record_id, None)
-
-    def _remember(self, record_id: str, sending: asyncio.Future) -> None:
-        if len(self._in_flight) >= MAX_IN_FLIGHT:  # forget settled sends nobody asked after
-            for done in [rid for rid, f in self._in_flight.items() if f.done()]:
-                del self._in_flight[done]
-        self._in_flight[record_id] = sending
+        await self._producer.send(topic, value, key=key, headers=headers, record_id=record_id)
 
     def consumer(
         self,
@@ -178,7 +132,3 @@ class KafkaBus:
     ) -> KafkaConsumer:
         """A group member for logical `topics`; it dead-letters through this bus's producer."""
         return KafkaConsumer(self, topics, group, handler, retry=retry)
-
-
-def _failed(sending: asyncio.Future) -> bool:
-    return sending.done() and (sending.cancelled() or sending.exception() is not None)

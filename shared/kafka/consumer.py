@@ -13,7 +13,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from opentelemetry.trace import Span
 
 from shared.envelope import Envelope, decode
-from shared.errors import DependencyUnavailable, MalformedMessage, PermanentError
+from shared.errors import DependencyUnavailable, MalformedMessage, PermanentError, PublishError
 from shared.kafka.config import DEAD_LETTER_SUFFIX, KafkaRetry, parking_headers
 from shared.metrics import (
     HANDLER_SECONDS,
@@ -117,9 +117,8 @@ class KafkaConsumer:
         except Exception:
             # Nothing was committed past the failure, so a restarted member picks it up again.
             log.exception("kafka.consumer_crashed", group=self.group)
-            await (
-                self._consumer.stop()
-            )  # leave the group: hand the partitions to healthy members now
+            # Leave the group: the partitions go to healthy members now.
+            await self._consumer.stop()
 
     async def _drain(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
         """Handle one partition's records in order, then commit what was handled.
@@ -155,8 +154,7 @@ class KafkaConsumer:
         try:
             envelope = decode(record.value or b"")
         except MalformedMessage as exc:
-            await self._dead_letter(record, channel, exc, attempts=1)
-            return True
+            return await self._dead_letter(record, channel, exc, attempts=1)
         with structlog.contextvars.bound_contextvars(
             correlation_id=envelope.correlationid, message_id=envelope.id
         ):
@@ -169,8 +167,7 @@ class KafkaConsumer:
                     ):
                         await self._handler(envelope)
                 except PermanentError as exc:
-                    await self._dead_letter(record, channel, exc, attempts=attempt)
-                    return True
+                    return await self._dead_letter(record, channel, exc, attempts=attempt)
                 except DependencyUnavailable as exc:
                     outage += 1  # not the record's fault: wait for the server, attempts untouched
                     delay = self._retry.delay_after(outage)
@@ -179,8 +176,7 @@ class KafkaConsumer:
                         return False
                 except Exception as exc:
                     if attempt >= self._retry.attempts:
-                        await self._dead_letter(record, channel, exc, attempts=attempt)
-                        return True
+                        return await self._dead_letter(record, channel, exc, attempts=attempt)
                     MESSAGES_RETRIED.labels(broker="kafka", channel=channel).inc()
                     delay = self._retry.delay_after(attempt)
                     log.warning("kafka.retry", attempt=attempt, delay=delay, error=repr(exc))
@@ -220,15 +216,27 @@ class KafkaConsumer:
 
     async def _dead_letter(
         self, record: ConsumerRecord, channel: str, exc: BaseException, *, attempts: int
-    ) -> None:
-        """Park the record as it came, with why, in `<topic>.dlt`; raises unless acknowledged."""
-        await self._bus.send_record(
-            record.topic + DEAD_LETTER_SUFFIX,
-            record.value,
-            key=record.key,
-            headers=[*record.headers, *parking_headers(record, exc, attempts)],
-            record_id=f"dead-letter:{record.topic}:{record.partition}:{record.offset}",
-        )
+    ) -> bool:
+        """Park the record as it came, with why, in `<topic>.dlt`.
+
+        Until Kafka acknowledged the dead letter, the record is not done: the member waits and
+        tries again (one record, however often: the send is named after the record). False if
+        a stop or rebalance came first; the record is then fetched again.
+        """
+        headers = [*record.headers, *parking_headers(record, exc, attempts)]
+        record_id = f"dead-letter:{record.topic}:{record.partition}:{record.offset}"
+        waits = 0
+        while True:
+            try:
+                await self._bus.send_record(record.topic + DEAD_LETTER_SUFFIX, record.value,
+                                            key=record.key, headers=headers, record_id=record_id)  # fmt: skip
+                break
+            except PublishError as publish_error:
+                waits += 1
+                delay = self._retry.delay_after(waits)
+                log.warning("kafka.dead_letter_failed", delay=delay, error=repr(publish_error))
+                if not await self._backoff(delay):
+                    return False
         MESSAGES_DEAD_LETTERED.labels(broker="kafka", channel=channel).inc()
         log.error(
             "kafka.dead_lettered",
@@ -238,6 +246,7 @@ class KafkaConsumer:
             attempts=attempts,
             error=repr(exc),
         )
+        return True
 
 
 class _Rebalance(ConsumerRebalanceListener):

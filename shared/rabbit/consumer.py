@@ -164,7 +164,9 @@ class RabbitConsumer:
             await self._park(message, exc, attempt)
         except DependencyUnavailable as exc:
             # Not the message's fault: back after the shortest delay, its attempts untouched.
-            await self._schedule_retry(message, exc, attempt - 1, self._retry.delays_ms[0])
+            await self._schedule_retry(
+                message, exc, attempt - 1, self._retry.delays_ms[0], counted=False
+            )
         except Exception as exc:
             delay = self._retry.delay_for(attempt)
             if delay is None:
@@ -177,12 +179,19 @@ class RabbitConsumer:
                 log.debug("rabbit.handled")
 
     async def _schedule_retry(
-        self, message: AbstractIncomingMessage, exc: Exception, attempt: int, delay_ms: int
+        self,
+        message: AbstractIncomingMessage,
+        exc: Exception,
+        attempt: int,
+        delay_ms: int,
+        *,
+        counted: bool = True,  # False while a dependency is down: not the message's failure
     ) -> None:
         target = topology.retry_queue(self._prefixed, delay_ms)
         extra = {topology.ATTEMPTS: attempt}
         if await self._forward(message, target, extra):
-            MESSAGES_RETRIED.labels("rabbit", self.queue).inc()
+            if counted:
+                MESSAGES_RETRIED.labels("rabbit", self.queue).inc()
             log.warning("rabbit.retry_scheduled", delay_ms=delay_ms, error=repr(exc))
 
     async def _park(self, message: AbstractIncomingMessage, exc: Exception, attempt: int) -> None:

@@ -75,7 +75,7 @@ def up() -> tuple[Endpoints, float, bool]:
             return saved, 0.0, True
         # Only what is down starts: a server that died comes back on its data, while the others
         # and the services carry on (they reconnect by themselves).
-        endpoints = native.start(down) if down else native.endpoints
+        endpoints = native.start(down)
     elif backend == "docker":
         _compose("up", "--detach", "--wait")
         endpoints = COMPOSE_ENDPOINTS

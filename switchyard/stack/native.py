@@ -10,7 +10,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from switchyard.stack.endpoints import Endpoints
-from switchyard.stack.processes import StackError, free_port, pid_alive, port_is_free, wait_until
+from switchyard.stack.processes import (
+    StackError,
+    free_port,
+    pid_alive,
+    pid_mentions,
+    port_is_free,
+    wait_until,
+)
 from switchyard.stack.servers import Kafka, Postgres, RabbitMQ
 
 DATABASE = "switchyard"
@@ -67,11 +74,12 @@ class NativeStack:
         return Endpoints("native", url, self.rabbitmq.url, self.kafka.bootstrap, str(self.state))
 
     def down(self) -> list[str]:
-        """The servers whose process is not running."""
+        """The servers whose process is not running (a pid now used by another program counts)."""
+        marker = str(self.state)
         return [
             name
             for name, server in self.servers.items()
-            if not ((pid := server.server_pid()) and pid_alive(pid))
+            if not ((pid := server.server_pid()) and pid_alive(pid) and pid_mentions(pid, marker))
         ]
 
     def start(self, names: list[str] | None = None) -> Endpoints:
@@ -79,7 +87,9 @@ class NativeStack:
 
         Each keeps its data from an earlier run; on failure, what this call started is stopped.
         """
-        chosen = {name: self.servers[name] for name in (names or list(self.servers))}
+        chosen = {name: self.servers[name] for name in (self.servers if names is None else names)}
+        if not chosen:
+            return self.endpoints
         self.state.mkdir(parents=True, exist_ok=True)
         (self.state / "ports.json").write_text(json.dumps(self.ports.__dict__))
         marker = str(self.state)

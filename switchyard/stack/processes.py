@@ -88,6 +88,17 @@ def pid_mentions(pid: int, marker: str) -> bool:
     return False
 
 
+def working_in(directory: Path) -> list[int]:
+    """Pids of the processes whose working directory is `directory`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(os.readlink(proc / "cwd")) == directory and pid_alive(int(proc.name)):
+                    found.append(int(proc.name))
+    return found
+
+
 def terminate(pid: int, marker: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
     """End one process of ours by pid, escalating to SIGKILL; skip pids that are not ours."""
     if not pid_alive(pid) or not pid_mentions(pid, marker):

@@ -24,6 +24,7 @@ from switchyard.stack.processes import (
     spawn,
     terminate,
     wait_until,
+    working_in,
 )
 
 ADMIN_USER, ADMIN_PASSWORD = "switchyard", "switchyard"
@@ -56,7 +57,12 @@ class Postgres:
                 # In the cluster's own config, so a restart (chaos tests) keeps them.
                 with (self.data / "postgresql.conf").open("a") as conf:
                     conf.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
-        (self.data / "postmaster.pid").unlink(missing_ok=True)  # left by a crash; pid checked below
+        stale = self.data / "postmaster.pid"
+        if stale.exists():  # left by a crash
+            # The crashed postmaster's backends end by themselves within moments; until then
+            # they hold its shared memory, and a new postmaster would refuse to start.
+            wait_until(lambda: not working_in(self.data), 30, "the crashed postmaster's backends")
+            stale.unlink()
         settings = ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300",
                     "-c", f"unix_socket_directories={self.root}"]  # fmt: skip
         chown_tree(self.root, "postgres")

@@ -15,7 +15,8 @@ from switchyard.webhook_sender import build_event, send_event
 from tests.support.eventually import eventually
 from tests.support.fleets import running_fleet
 
-pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.slow]
+# Six blows one after another, each waited out while customers keep coming: minutes, not seconds.
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(480)]
 
 ORDERS = 60  # at least; the stream goes on until the last disruption is over
 GIVE_UP_AFTER = 120.0  # seconds a simulated client keeps retrying one request

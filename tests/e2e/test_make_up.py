@@ -17,7 +17,8 @@ from switchyard.stack.native import NativeStack
 from switchyard.stack.processes import port_is_free
 from switchyard.stack.services import SERVICES, ServiceProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.slow]
+# A whole `make up` from nothing, then a crash and another `make up`: more than a unit's minute.
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(300)]
 
 SWITCHYARD = Path(sys.executable).with_name("switchyard")
 
@@ -30,7 +31,7 @@ def made_up() -> Iterator[tuple[dict[str, str], Path]]:
         pytest.skip(f"ports {taken} are in use (a `make up` stack?): this test starts its own")
     state = Path(tempfile.mkdtemp(prefix="switchyard-make-up-"))
     state.chmod(0o755)
-    env = {**os.environ, "SWITCHYARD_STATE_DIR": str(state), "STACK": "native"}
+    env = {**os.environ, "SWITCHYARD_STATE_DIR": str(state), "STACK": "native", "COLUMNS": "200"}
     try:
         _stack("up", env)
         yield env, state
@@ -54,7 +55,7 @@ def _pids(state: Path) -> dict[str, int | None]:
     return servers | {s.name: ServiceProcess(state, s).pid() for s in SERVICES}
 
 
-@pytest.mark.parametrize("server", ["postgres", "kafka"])
+@pytest.mark.parametrize("server", ["postgres", "kafka", "rabbitmq"])
 async def test_make_up_restarts_only_the_crashed_server_and_the_services_carry_on(made_up, server):
     env, state = made_up
     shop = SwitchyardClient()
@@ -66,7 +67,10 @@ async def test_make_up_restarts_only_the_crashed_server_and_the_services_carry_o
 
         NativeStack(state).crash(server)
         status = _stack("status", env, check=False)  # a row that says so, never a crash
-        assert server in status and "down" in status, status
+        rows = {line.split()[1]: line for line in status.splitlines() if line.startswith("│ ")}
+        assert "down" in rows[server], status
+        others = [name for name in NativeStack(state).servers if name != server]
+        assert all("healthy" in rows[name] for name in others), status
         _stack("up", env)
 
         after = _pids(state)

@@ -1,4 +1,4 @@
-"""Which database errors are an outage (try again later) and which are a bug or bad data."""
+"""Which database errors are an outage (wait, try again) and which are the work's own fault."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 from sqlalchemy import exc
 
-from shared.db import is_unavailable
+from shared.db import is_statement_timeout, is_unavailable
 
 pytestmark = pytest.mark.unit
 
@@ -28,7 +28,6 @@ def _driver_error(cause: BaseException) -> exc.DBAPIError:
         asyncpg.exceptions.CrashShutdownError("terminating connection because of crash"),
         asyncpg.exceptions.ConnectionFailureError("connection failure"),
         ConnectionRefusedError(111, "Connection refused"),
-        asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
     ],
     ids=lambda e: type(e).__name__,
 )
@@ -42,8 +41,17 @@ def test_a_server_that_cannot_serve_now_is_an_outage(cause):
         asyncpg.exceptions.UniqueViolationError("duplicate key value"),
         asyncpg.exceptions.UndefinedColumnError("column does not exist"),
         asyncpg.exceptions.InsufficientPrivilegeError("permission denied for schema orders"),
+        # The server answers, but this work is too slow: a message that always times out must
+        # reach its dead letters, not be retried for ever.
+        asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
     ],
     ids=lambda e: type(e).__name__,
 )
 def test_bad_data_and_bugs_are_not_an_outage(cause):
     assert not is_unavailable(_driver_error(cause))
+
+
+def test_a_statement_timeout_is_told_apart():
+    timeout = asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout")
+    assert is_statement_timeout(_driver_error(timeout))
+    assert not is_statement_timeout(_driver_error(asyncpg.exceptions.UniqueViolationError("dup")))
