@@ -31,8 +31,8 @@ async def _rabbitmq(url: str) -> str:
 
 async def _kafka(bootstrap: str) -> str:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
-    await admin.start()
     try:
+        await admin.start()
         cluster = await admin.describe_cluster()
         return f"{len(cluster['brokers'])} broker(s)"
     finally:

@@ -57,8 +57,8 @@ async def kafka_lag(bootstrap: str) -> list[Reading]:
     readings: list[Reading] = []
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await admin.start()
     try:
+        await admin.start()
         await probe.start()
         try:
             existing = set(await admin.list_topics())
