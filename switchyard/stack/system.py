@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -104,12 +105,14 @@ def maven() -> Path:
 def kafka_jars(version: str) -> Path:
     """The folder of Apache Kafka's jars (its classpath): fetched by Maven once, then reused."""
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "switchyard"
-    jars = cache / f"kafka-{version}"
+    # Named after the pom too, so a changed dependency list is fetched anew.
+    pom = hashlib.sha256(KAFKA_POM.read_bytes()).hexdigest()[:8]
+    jars = cache / f"kafka-{version}-{pom}"
     if jars.is_dir():
         return jars
     java()  # Maven runs on it; say what is missing before Maven does
     print(f"fetching the Apache Kafka {version} jars with Maven (once) ...", flush=True)
-    partial = cache / f"kafka-{version}.part-{os.getpid()}"
+    partial = cache / f"{jars.name}.part-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     result = subprocess.run(
         [str(maven()), "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
