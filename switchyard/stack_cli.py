@@ -29,15 +29,15 @@ def _fail(exc: Exception) -> None:
 def up() -> None:
     """Start Postgres, RabbitMQ and Kafka (or find them running), bootstrap, print the URLs."""
     try:
-        endpoints, seconds, was_running = control.up()
+        endpoints, seconds, started = control.up()
         results = asyncio.run(check(endpoints))
     except StackError as exc:
         _fail(exc)
     unhealthy = [name for name, _, ok, _, _ in results if not ok]
     if unhealthy:
         _fail(StackError(f"not answering: {', '.join(unhealthy)}; see `make logs`"))
-    state = "already running" if was_running else f"started in {seconds:.1f}s"
-    console.print(f"[green]{endpoints.backend} stack {state}[/green]")
+    state = f"started {', '.join(started)} in {seconds:.1f}s" if started else "already running"
+    console.print(f"[green]{endpoints.backend} stack: {state}[/green]")
     console.print(f"  DATABASE_URL={endpoints.database_url}")
     console.print(f"  AMQP_URL={endpoints.amqp_url}")
     console.print(f"  KAFKA_BOOTSTRAP_SERVERS={endpoints.kafka_bootstrap}")

@@ -63,33 +63,35 @@ def _compose(*args: str) -> None:
         raise StackError(f"docker compose {' '.join(args)} failed (exit {result.returncode})")
 
 
-def up() -> tuple[Endpoints, float, bool]:
-    """Start what is not running; returns the endpoints, seconds taken and whether all was."""
-    started = time.monotonic()
+def up() -> tuple[Endpoints, float, list[str]]:
+    """Start what is not running; returns the endpoints, seconds taken and what was started."""
+    began = time.monotonic()
     saved = _saved()
     backend = saved.backend if saved else choose_backend()
     if backend == "native":
         native = _native()
         down = native.down()
         if saved and not down and all(p.running() for p in service_processes()):
-            return saved, 0.0, True
+            return saved, 0.0, []
         # Only what is down starts: a server that died comes back on its data, while the others
         # and the services carry on (they reconnect by themselves).
         endpoints = native.start(down)
+        started = down
     elif backend == "docker":
         _compose("up", "--detach", "--wait")
-        endpoints = COMPOSE_ENDPOINTS
+        endpoints, started = COMPOSE_ENDPOINTS, ["the compose project"]
     else:
         endpoints = external_endpoints(os.environ, for_tests=False)
         if endpoints is None:
             raise StackError(
                 "STACK=external needs DATABASE_URL, AMQP_URL and KAFKA_BOOTSTRAP_SERVERS"
             )
+        started = []
     _record(endpoints)
     bootstrap(endpoints.database_url)
     if backend != "docker":  # compose runs the services itself
-        start_services(endpoints)
-    return endpoints, time.monotonic() - started, False
+        started += start_services(endpoints)
+    return endpoints, time.monotonic() - began, started
 
 
 def service_processes() -> list[ServiceProcess]:
@@ -104,18 +106,19 @@ def service_processes() -> list[ServiceProcess]:
     ]
 
 
-def start_services(endpoints: Endpoints) -> None:
-    """Start every service not yet running and wait until each /readyz answers."""
+def start_services(endpoints: Endpoints) -> list[str]:
+    """Start every service not yet running and wait until each /readyz answers; their names."""
     env_file, example = REPO / ".env", REPO / ".env.example"
     if not env_file.exists() and example.exists():
         shutil.copy(example, env_file)  # the documented development secrets
     marker = str(STATE.resolve())
     processes = service_processes()
-    for process in processes:
-        if not process.running():
-            process.start(service_env(process.service, endpoints), marker)
-    for process in processes:
+    started = [process for process in processes if not process.running()]
+    for process in started:
+        process.start(service_env(process.service, endpoints), marker)
+    for process in processes:  # those that ran on wait too: back to ready after an outage
         process.wait()
+    return [process.name for process in started]
 
 
 def down() -> str:

@@ -60,44 +60,32 @@ async def kafka_lag(bootstrap: str) -> list[Reading]:
     try:
         await admin.start()
         await probe.start()
-        try:
-            existing = set(await admin.list_topics())
-            for topic, groups in TOPICS.items():
-                for name in (topic, f"{topic}.dlt"):
-                    if name not in existing:
-                        readings.append(Reading("topic", name, "not created yet"))
-                        continue
-                    tps = [
-                        TopicPartition(name, p)
-                        for p in sorted(probe.partitions_for_topic(name) or ())
-                    ]
-                    if not tps:  # created since the probe's metadata was read
-                        readings.append(Reading("topic", name, "no partitions known yet"))
-                        continue
-                    ends = await probe.end_offsets(tps)
-                    if name.endswith(".dlt"):
-                        total = sum(ends.values())
-                        readings.append(
-                            Reading("dead letters", name, f"{total} records", total > 0)
-                        )
-                        continue
-                    for group in groups:
-                        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-                        lag = sum(
-                            ends[tp]
-                            - (
-                                committed[tp].offset
-                                if tp in committed and committed[tp].offset >= 0
-                                else 0
-                            )
-                            for tp in tps
-                        )
-                        readings.append(
-                            Reading("lag", f"{group} <- {name}", f"{lag} records", lag > 100)
-                        )
-        finally:
-            await probe.stop()
+        names = [name for topic in TOPICS for name in (topic, f"{topic}.dlt")]
+        partitions = {
+            topic["topic"]: sorted(p["partition"] for p in topic["partitions"])
+            for topic in await admin.describe_topics(names)
+            if topic["error_code"] == 0
+        }
+        for topic, groups in TOPICS.items():
+            for name in (topic, f"{topic}.dlt"):
+                if not partitions.get(name):
+                    readings.append(Reading("topic", name, "not created yet"))
+                    continue
+                tps = [TopicPartition(name, p) for p in partitions[name]]
+                ends = await probe.end_offsets(tps)
+                if name.endswith(".dlt"):
+                    total = sum(ends.values())
+                    readings.append(Reading("dead letters", name, f"{total} records", total > 0))
+                    continue
+                for group in groups:
+                    committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+                    done = {tp: max(committed[tp].offset, 0) for tp in tps if tp in committed}
+                    lag = sum(ends[tp] - done.get(tp, 0) for tp in tps)
+                    readings.append(
+                        Reading("lag", f"{group} <- {name}", f"{lag} records", lag > 100)
+                    )
     finally:
+        await probe.stop()
         await admin.close()
     return readings
 

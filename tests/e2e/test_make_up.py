@@ -72,6 +72,8 @@ async def test_make_up_restarts_only_the_crashed_server_and_the_services_carry_o
         others = [name for name in NativeStack(state).servers if name != server]
         assert all("healthy" in rows[name] for name in others), status
         _stack("up", env)
+        status = _stack("status", env)  # every server healthy again, and the lag read from Kafka
+        assert "orders <- users.events" in status and "users <- orders.events" in status, status
 
         after = _pids(state)
         assert after[server] != before[server]
