@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 
 from shared.channels import Channel
 from shared.envelope import CONTENT_TYPE, Envelope, decode, new_envelope
-from shared.errors import PermanentError, PublishError, TransientError
+from shared.errors import DependencyUnavailable, PermanentError, PublishError, TransientError
 from shared.rabbit import Delivery, RabbitBus, RetryPolicy, current_delivery, parking_queue
 from shared.rabbit.topology import retry_queue
 from tests.support.eventually import eventually
@@ -222,6 +222,22 @@ async def test_transient_failure_is_retried_after_a_delay_then_succeeds(bus, raw
     assert times[1] - times[0] >= 0.05
     assert times[2] - times[1] >= 0.1
     assert counter("switchyard_messages_retried_total") - retried_before == 2
+    assert await depth(raw, parking_queue(names + QUEUE)) == 0
+
+
+async def test_a_database_outage_is_waited_out_and_never_parks(bus, raw, names):
+    await declare(bus, FAST)
+    retried_before = counter("switchyard_messages_retried_total")
+    outage = len(FAST.delays_ms) + 3  # longer than the message's whole retry budget
+    handler = Recorder(failures=outage, error=DependencyUnavailable)
+    await bus.consume(QUEUE, handler)
+    envelope = payment_requested()
+
+    await bus.publish(COMMANDS, envelope)
+
+    await eventually(lambda: len(handler.calls) == outage + 1, message="handled after the outage")
+    assert handler.attempts == [1] * (outage + 1)  # an outage uses up none of its attempts
+    assert counter("switchyard_messages_retried_total") == retried_before
     assert await depth(raw, parking_queue(names + QUEUE)) == 0
 
 
