@@ -39,19 +39,19 @@ class KafkaBus:
         self.group_timings = group_timings
         self._replication_factor = replication_factor
         self._min_insync_replicas = min_insync_replicas
-        self._producer = RecordProducer(bootstrap, client_id, publish_timeout)
+        self.producer = RecordProducer(bootstrap, client_id, publish_timeout)
 
     async def start(self) -> None:
         """Connect the producer."""
-        await self._producer.start()
+        await self.producer.start()
 
     async def stop(self) -> None:
         """Deliver what is buffered (for at most the publish timeout) and close the producer."""
-        await self._producer.stop()
+        await self.producer.stop()
 
     async def ping(self) -> None:
         """Ask the cluster for its metadata (readiness); raises if no broker answers."""
-        await self._producer.client.fetch_all_metadata()
+        await self.producer.client.fetch_all_metadata()
 
     def topic(self, name: str) -> str:
         """The broker-side name of a logical topic or group."""
@@ -97,30 +97,15 @@ class KafkaBus:
             *((name, value.encode()) for name, value in (headers or {}).items()),
         ]
         with publishing("kafka", channel.name, envelope.id, envelope.type, headers or {}):
-            await self.send_record(
+            await self.producer.send(
                 self.topic(channel.name),
                 encode(envelope),
                 key=(key or envelope.subject).encode(),
                 headers=record_headers,
-                record_id=envelope.id,
+                record_id=envelope.id,  # sent again after a timeout, it is still one record
             )
         MESSAGES_PUBLISHED.labels(broker="kafka", channel=channel.name).inc()
         log.debug("kafka.published", topic=channel.name, id=envelope.id, type=envelope.type)
-
-    async def send_record(
-        self,
-        topic: str,
-        value: bytes | None,
-        *,
-        key: bytes | None,
-        headers: Headers,
-        record_id: str | None = None,
-    ) -> None:
-        """Send raw bytes to a broker-side topic name and wait for the acknowledgement.
-
-        Sends with the same `record_id` make one record, even when an earlier one timed out.
-        """
-        await self._producer.send(topic, value, key=key, headers=headers, record_id=record_id)
 
     def consumer(
         self,

@@ -228,7 +228,7 @@ class KafkaConsumer:
         waits = 0
         while True:
             try:
-                await self._bus.send_record(record.topic + DEAD_LETTER_SUFFIX, record.value,
+                await self._bus.producer.send(record.topic + DEAD_LETTER_SUFFIX, record.value,
                                             key=record.key, headers=headers, record_id=record_id)  # fmt: skip
                 break
             except PublishError as publish_error:

@@ -29,7 +29,8 @@ async def _rabbitmq(url: str) -> str:
         await connection.close()
 
 
-async def _kafka(bootstrap: str) -> str:
+async def kafka_brokers(bootstrap: str) -> str:
+    """How many brokers the cluster at `bootstrap` lists in its metadata."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
     try:
         await admin.start()
@@ -44,7 +45,7 @@ async def check(endpoints: Endpoints) -> list[tuple[str, str, bool, str, float]]
     probes = {
         "postgres": (endpoints.database_url, _postgres(endpoints.database_url)),
         "rabbitmq": (endpoints.amqp_url, _rabbitmq(endpoints.amqp_url)),
-        "kafka": (endpoints.kafka_bootstrap, _kafka(endpoints.kafka_bootstrap)),
+        "kafka": (endpoints.kafka_bootstrap, kafka_brokers(endpoints.kafka_bootstrap)),
     }
 
     async def run(name: str, url: str, probe) -> tuple[str, str, bool, str, float]:

@@ -11,9 +11,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from aiokafka.client import AIOKafkaClient
-
 from switchyard.stack import system
+from switchyard.stack.health import kafka_brokers
 from switchyard.stack.kafka_release import KAFKA_VERSION, broker_settings
 from switchyard.stack.processes import (
     StackError,
@@ -210,23 +209,25 @@ class Kafka:
         }
         self.config.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
 
-    def _java(self, *args: str) -> list[str]:
+    def _java(self) -> list[str]:
+        """The JVM command with the broker's jars, up to the main class."""
         jars = system.kafka_jars(KAFKA_VERSION)
         return [str(system.java()), *KAFKA_JVM_OPTIONS, "-cp", f"{jars}/*",
-                f"-Dlog4j2.configurationFile={KAFKA_LOG_CONFIG}", *args]  # fmt: skip
+                f"-Dlog4j2.configurationFile={KAFKA_LOG_CONFIG}"]  # fmt: skip
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self._write_config()
+        java = self._java()
         if not (self.data / "meta.properties").exists():  # a new node: format its storage once
-            format_storage = self._java("kafka.tools.StorageTool", "format", "--standalone",
-                                        "--cluster-id", _cluster_id(), "--config", str(self.config))  # fmt: skip
+            format_storage = [*java, "kafka.tools.StorageTool", "format", "--standalone",
+                              "--cluster-id", _cluster_id(), "--config", str(self.config)]  # fmt: skip
             result = subprocess.run(format_storage, capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 raise StackError(
                     f"formatting Kafka's storage failed:\n{result.stdout}{result.stderr}"
                 )
-        self.pid = spawn(self._java("kafka.Kafka", str(self.config)), self.log, cwd=self.root)
+        self.pid = spawn([*java, "kafka.Kafka", str(self.config)], self.log, cwd=self.root)
         self.pidfile.write_text(str(self.pid))
 
     def wait(self, timeout: float = 90) -> None:
@@ -265,19 +266,11 @@ def _cluster_id() -> str:
 
 def answers_metadata(bootstrap: str) -> bool:
     """True when a Kafka broker at `bootstrap` answers a metadata request."""
-
-    async def ask() -> bool:
-        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
-        try:
-            await client.bootstrap()
-            return bool(client.cluster.brokers())
-        finally:
-            await client.close()
-
     try:
-        return asyncio.run(ask())
+        asyncio.run(kafka_brokers(bootstrap))
     except Exception:
         return False
+    return True
 
 
 def _tail(path: Path, lines: int = 15) -> str:

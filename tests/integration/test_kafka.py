@@ -292,7 +292,7 @@ async def test_poison_record_is_dead_lettered_at_once(bus, start_member, names, 
 
     await start_member("orders.events", "payments", handle)
     topic = names + "orders.events"
-    await bus.send_record(topic, poison, key=b"order-1", headers=[])
+    await bus.producer.send(topic, poison, key=b"order-1", headers=[])
     following = order_event("order-1")
     await bus.publish(ORDERS, following)
 

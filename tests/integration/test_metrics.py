@@ -123,7 +123,9 @@ async def test_failures_show_as_retries_dead_letters_and_rejected_webhooks(syste
             )
     finally:
         await admin.dispose()
-    await runtime.kafka.send_record(names + "orders.events", b"not an event", key=b"k", headers=[])
+    await runtime.kafka.producer.send(
+        names + "orders.events", b"not an event", key=b"k", headers=[]
+    )
     rejected = await system.client.http.post(
         f"{system.client.urls.payments}/webhooks/psp", content=b"{}", headers={"webhook-id": "x"}
     )

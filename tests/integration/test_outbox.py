@@ -79,6 +79,29 @@ async def all_sent(engine: AsyncEngine, outbox: sa.Table, count: int) -> bool:
     return len(rows) == count and all(row.sent_at is not None for row in rows)
 
 
+SUBJECTS = ["order-1", "order-2", "order-3"]
+
+
+async def owe_while_down(
+    engine: AsyncEngine, outbox: sa.Table, channel: Channel, type: str
+) -> defaultdict[str, list[str]]:
+    """Four messages for each of SUBJECTS, in order; the message ids by subject."""
+    owed: defaultdict[str, list[str]] = defaultdict(list)
+    for step in range(4):
+        for subject in SUBJECTS:
+            event = order_event(subject, type, step=step)
+            await place_order(engine, outbox, channel, event)
+            owed[subject].append(event.id)
+    return owed
+
+
+async def each_subject_failed(engine: AsyncEngine, outbox: sa.Table, *, after: int = 0) -> bool:
+    """The relay tried every subject (the rows past the first `after`) and sent none of them."""
+    rows = (await outbox_rows(engine, outbox))[after:]
+    assert all(row.sent_at is None for row in rows)
+    return {row.key for row in rows if row.last_error} == set(SUBJECTS)
+
+
 async def test_rows_of_a_rolled_back_transaction_are_never_published(
     engine, outbox, kafka, stack, names
 ):
@@ -206,7 +229,6 @@ async def test_relay_keeps_going_through_a_database_outage(engine, outbox, kafka
 async def test_outbox_survives_a_broker_outage_and_keeps_order_per_subject(
     engine, outbox, stack, names
 ):
-    subjects = ["order-1", "order-2", "order-3"]
     async with RabbitBus(stack.amqp_url, prefix=names) as topology:
         await topology.declare_exchange(PAYMENT_REQUESTED.name, "direct")
         await topology.declare_queue(
@@ -224,22 +246,13 @@ async def test_outbox_survives_a_broker_outage_and_keeps_order_per_subject(
             await relay.start()
             try:
                 proxy.cut()
-                expected: defaultdict[str, list[str]] = defaultdict(list)
-                for step in range(4):
-                    for subject in subjects:
-                        event = order_event(subject, "payment.requested", step=step)
-                        await place_order(engine, outbox, PAYMENT_REQUESTED, event)
-                        expected[subject].append(event.id)
-
-                async def each_subject_failed() -> bool:
-                    rows = await outbox_rows(engine, outbox)
-                    assert all(row.sent_at is None for row in rows)
-                    return {row.key for row in rows if row.last_error} == set(subjects)
-
-                await eventually(each_subject_failed, timeout=30)
+                expected = await owe_while_down(
+                    engine, outbox, PAYMENT_REQUESTED, "payment.requested"
+                )
+                await eventually(lambda: each_subject_failed(engine, outbox), timeout=30)
                 rows = await outbox_rows(engine, outbox)
                 # Only the head of each subject is tried; the rest wait behind it, in order.
-                heads = {expected[s][0] for s in subjects}
+                heads = {expected[s][0] for s in SUBJECTS}
                 assert {r.message_id for r in rows if r.attempts} == heads
                 backlog = prometheus_client.REGISTRY.get_sample_value(
                     "switchyard_outbox_backlog", {"schema": outbox.schema}
@@ -264,32 +277,20 @@ async def test_outbox_survives_a_broker_outage_and_keeps_order_per_subject(
 async def test_outbox_survives_a_kafka_crash_and_keeps_order_per_key(
     engine, outbox, stack, names, servers
 ):
-    subjects = ["order-1", "order-2", "order-3"]
     # A short publish timeout keeps each failed round, and so the test, short.
     kafka = KafkaBus(stack.kafka_bootstrap, prefix=names, publish_timeout=1.0)
     await kafka.ensure_topics({TOPIC: PARTITIONS})
     await kafka.start()
     relay = OutboxRelay(engine, outbox, {"kafka": kafka}, max_backoff=1)
     await relay.start()
-    expected: defaultdict[str, list[str]] = defaultdict(list)
     try:
         first = order_event("order-0")
         await place_order(engine, outbox, ORDERS_EVENTS, first)
         await eventually(lambda: all_sent(engine, outbox, 1), message="sent before the crash")
 
         await asyncio.to_thread(servers.crash, "kafka")
-        for step in range(4):
-            for subject in subjects:
-                event = order_event(subject, "order.paid", step=step)
-                await place_order(engine, outbox, ORDERS_EVENTS, event)
-                expected[subject].append(event.id)
-
-        async def each_subject_failed() -> bool:
-            rows = (await outbox_rows(engine, outbox))[1:]
-            assert all(row.sent_at is None for row in rows)
-            return {row.key for row in rows if row.last_error} == set(subjects)
-
-        await eventually(each_subject_failed, timeout=30)
+        expected = await owe_while_down(engine, outbox, ORDERS_EVENTS, "order.paid")
+        await eventually(lambda: each_subject_failed(engine, outbox, after=1), timeout=30)
         await asyncio.to_thread(servers.start, ["kafka"])
         await eventually(lambda: all_sent(engine, outbox, 13), timeout=60)
     finally:
