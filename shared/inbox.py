@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
-from shared.envelope import Envelope, encode
+from shared.envelope import Envelope
 
 log = structlog.get_logger(__name__)
 
@@ -30,8 +30,6 @@ def inbox_table(metadata: sa.MetaData, schema: str) -> sa.Table:
         sa.Column(
             "received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
         ),
-        # Raw body as received (text, not jsonb, so a signed webhook keeps its exact bytes).
-        sa.Column("payload", sa.Text),
         schema=schema,
     )
 
@@ -40,17 +38,11 @@ class InboxGuard:
     """Runs a handler at most once per message id for one consumer."""
 
     def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        table: sa.Table,
-        consumer: str,
-        *,
-        keep_payload: bool = False,
+        self, sessions: async_sessionmaker[AsyncSession], table: sa.Table, consumer: str
     ) -> None:
         self._sessions = sessions
         self._table = table
         self._consumer = consumer
-        self._keep_payload = keep_payload
 
     def wrap(self, handler: Handler) -> GuardedHandler:
         """Turn `handler(session, envelope)` into `guarded(envelope)` for a transport.
@@ -86,12 +78,7 @@ class InboxGuard:
         A concurrent delivery of the same id blocks on the primary key until the first
         transaction ends, then sees the row (duplicate) or, if that one rolled back, takes over.
         """
-        row = {
-            "consumer": self._consumer,
-            "message_id": envelope.id,
-            "type": envelope.type,
-            "payload": encode(envelope).decode() if self._keep_payload else None,
-        }
+        row = {"consumer": self._consumer, "message_id": envelope.id, "type": envelope.type}
         return (await session.execute(_record_once(self._table), row)).first() is not None
 
 
