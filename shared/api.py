@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Annotated, Generic, TypeVar
 
-from fastapi import Depends, Request
-from pydantic import BaseModel
+from fastapi import Depends, Query, Request
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import reading
@@ -39,8 +40,40 @@ def correlation_id(request: Request) -> str | None:
     return getattr(request.state, "correlation_id", None)
 
 
+class RequestBody(BaseModel):
+    """A request body: an unknown field is refused (a typo is an error, not a no-op), and no value
+    is coerced into another type ("2" is not a quantity, 2.0 is not cents)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+MAX_PAGE_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """Which page of a list was asked for (`?page=&limit=`)."""
+
+    page: int
+    limit: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.limit
+
+
+def page_request(
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_LIMIT)] = 20,
+) -> PageRequest:
+    return PageRequest(page, limit)
+
+
+PageDep = Annotated[PageRequest, Depends(page_request)]
+
+
 class Page(BaseModel, Generic[T]):
-    """One page of a list: `pages` is 0 for an empty list."""
+    """One page of a list, oldest first; a page past the last is empty, `pages` is 0 for none."""
 
     items: list[T]
     total: int
@@ -48,5 +81,5 @@ class Page(BaseModel, Generic[T]):
     pages: int
 
     @classmethod
-    def of(cls, items: list[T], *, total: int, page: int, limit: int) -> Page[T]:
-        return cls(items=items, total=total, page=page, pages=math.ceil(total / limit))
+    def of(cls, items: list[T], *, total: int, asked: PageRequest) -> Page[T]:
+        return cls(items=items, total=total, page=asked.page, pages=math.ceil(total / asked.limit))

@@ -15,11 +15,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from shared.db import is_statement_timeout, is_unavailable
+from shared.db import is_retry_later
 from shared.logging import configure_logging
-from shared.runtime import Runtime, Wiring
+from shared.runtime import Runtime
 from shared.settings import ServiceSettings
 from shared.tracing import configure_tracing
+from shared.wiring import Wiring
 
 log = structlog.get_logger(__name__)
 CORRELATION_HEADER = "X-Correlation-ID"
@@ -108,7 +109,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     @app.exception_handler(OSError)
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        if is_unavailable(exc) or is_statement_timeout(exc):
+        if is_retry_later(exc):
             # The caller may retry later: nothing was committed.
             log.warning("dependency unavailable", path=request.url.path, error=repr(exc))
             return JSONResponse({"detail": "a dependency is unavailable, retry later"}, 503)

@@ -109,6 +109,11 @@ async def page_of(
     return list(rows), total or 0
 
 
+def violated_constraint(error: exc.IntegrityError) -> str | None:
+    """The constraint or unique index Postgres named for a failed statement (never its text)."""
+    return getattr(_driver_error(error), "constraint_name", None)
+
+
 def is_unavailable(error: BaseException) -> bool:
     """The database cannot serve now (down, starting or shutting down, connection cut, pool
     exhausted): nothing was committed, and the same work succeeds once that is over."""
@@ -126,6 +131,11 @@ def is_unavailable(error: BaseException) -> bool:
             and not isinstance(cause, asyncpg.QueryCanceledError)
         )
     return False
+
+
+def is_retry_later(error: BaseException) -> bool:
+    """Nothing was committed and the same request may pass later: an HTTP caller gets a 503."""
+    return is_unavailable(error) or is_statement_timeout(error)
 
 
 def is_statement_timeout(error: BaseException) -> bool:

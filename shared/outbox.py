@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.channels import Channel
 from shared.envelope import Envelope
+from shared.messages import Produced
 from shared.tracing import trace_headers
 
 # Postgres truncates identifiers (and refuses channel names) past 63 bytes.
@@ -69,6 +70,24 @@ async def add_to_outbox(
     consumers continue the trace of the request or message that owed it.
     """
     await session.execute(_insert(table), _row(channel, envelope, key, headers))
+
+
+async def owe(
+    session: AsyncSession,
+    table: sa.Table,
+    message: Produced,
+    *,
+    caused_by: Envelope | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+) -> Envelope:
+    """Owe `message`: its envelope goes into the outbox in the caller's transaction (the relay
+    publishes it once that commits). Returns the envelope, so what it causes can name it."""
+    envelope = message.envelope(
+        caused_by=caused_by, correlation_id=correlation_id, causation_id=causation_id
+    )
+    await add_to_outbox(session, table, message.CHANNEL, envelope)
+    return envelope
 
 
 async def add_all_to_outbox(

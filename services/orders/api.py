@@ -6,8 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from fastapi import APIRouter, Header, HTTPException, Request, Response, status
+from pydantic import BaseModel, Field, field_validator
 
 from orders import db, handlers
 from orders.currencies import CURRENCIES
@@ -19,26 +19,21 @@ from orders.domain import (
     UnknownUser,
     UsersUnavailable,
 )
-from shared.api import Page, ReadSessionDep, SessionDep, correlation_id
+from shared.api import Page, PageDep, ReadSessionDep, RequestBody, SessionDep, correlation_id
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
 
 MAX_CENTS = 10**12  # per unit; with the quantity cap, any total fits a bigint comfortably
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ItemIn(_Strict):
+class ItemIn(RequestBody):
     sku: str = Field(min_length=1, max_length=64, pattern=r"^\S+$")
-    # Strict: "2", 2.0 and true are not quantities, and money is never a float.
-    quantity: StrictInt = Field(gt=0, le=10_000)
-    unit_price_cents: StrictInt = Field(ge=0, le=MAX_CENTS)
+    quantity: int = Field(gt=0, le=10_000)
+    unit_price_cents: int = Field(ge=0, le=MAX_CENTS)
 
 
-class OrderCreate(_Strict):
-    user_id: uuid.UUID
+class OrderCreate(RequestBody):
+    user_id: Annotated[uuid.UUID, Field(strict=False)]  # JSON has no UUID type: a string is one
     currency: str = Field(description="ISO 4217 code in upper case, e.g. EUR")
     items: list[ItemIn] = Field(min_length=1, max_length=100)
 
@@ -122,14 +117,11 @@ async def get_order(order_id: uuid.UUID, s: ReadSessionDep) -> OrderOut:
 
 @router.get("", response_model=OrderPage)
 async def list_orders(
-    s: SessionDep,
-    user_id: uuid.UUID | None = None,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    s: SessionDep, asked: PageDep, user_id: uuid.UUID | None = None
 ) -> OrderPage:
     """Orders, oldest first, of one user when `user_id` is given, a page at a time."""
-    rows, total = await db.list_orders(s, user_id, offset=(page - 1) * limit, limit=limit)
-    return OrderPage.of([OrderOut.of(r) for r in rows], total=total, page=page, limit=limit)
+    rows, total = await db.list_orders(s, user_id, offset=asked.offset, limit=asked.limit)
+    return OrderPage.of([OrderOut.of(r) for r in rows], total=total, asked=asked)
 
 
 @router.post("/{order_id}/cancel", response_model=OrderOut)

@@ -10,17 +10,11 @@ from fastapi import FastAPI
 from orders import db
 from orders.api import router
 from orders.handlers import PAYMENT_EVENT_HANDLERS, USERS_EVENT_HANDLERS
-from orders.messages import (
-    ORDERS_EVENTS,
-    PAYMENT_EVENTS_QUEUE,
-    PAYMENTS_COMMANDS,
-    PAYMENTS_EVENTS,
-    USERS_EVENTS_TOPIC,
-)
+from orders.messages import PAYMENT_EVENTS_QUEUE, PAYMENTS_EVENTS, PRODUCED, USERS_EVENTS_TOPIC
 from orders.settings import OrdersSettings
 from orders.users_client import UsersClient
 from shared.app import create_service_app
-from shared.runtime import KafkaSubscription, RabbitSubscription, Wiring
+from shared.wiring import KafkaSubscription, RabbitSubscription, Wiring
 
 
 def wiring() -> Wiring:
@@ -29,8 +23,7 @@ def wiring() -> Wiring:
         service="orders",
         outbox=db.outbox,
         inbox=db.inbox,
-        exchanges={PAYMENTS_COMMANDS: "direct"},
-        topics={ORDERS_EVENTS.name: 3, USERS_EVENTS_TOPIC: 3},
+        produces=PRODUCED,
         rabbit=[RabbitSubscription(PAYMENT_EVENTS_QUEUE, PAYMENTS_EVENTS, PAYMENT_EVENT_HANDLERS)],
         kafka=[KafkaSubscription(USERS_EVENTS_TOPIC, "orders", USERS_EVENT_HANDLERS)],
     )

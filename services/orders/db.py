@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.domain import OrderStatus
-from shared.db import page_of
+from shared.db import page_of, violated_constraint
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -70,8 +70,9 @@ outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
 
 
-def is_key_clash(exc: sa.exc.IntegrityError) -> bool:
-    return "idempotency_keys_pkey" in str(exc.orig)
+def is_key_clash(error: sa.exc.IntegrityError) -> bool:
+    """Another request took the same Idempotency-Key first."""
+    return violated_constraint(error) == "idempotency_keys_pkey"
 
 
 # Statements on every order's path, built once: building one per call costs more than running it.
@@ -83,6 +84,7 @@ _UPDATE_ORDER = (
     sa.update(orders)
     .where(orders.c.id == sa.bindparam("target_id"))
     .values(updated_at=sa.func.now())
+    .returning(*orders.c)
 )
 _REMEMBER_KEY = sa.insert(idempotency_keys)
 _KEY = sa.select(idempotency_keys).where(idempotency_keys.c.key == sa.bindparam("given_key"))
@@ -94,8 +96,14 @@ async def fetch_order(session: AsyncSession, order_id: uuid.UUID, *, lock: bool 
     return (await session.execute(query, {"order_id": order_id})).first()
 
 
-async def update_order(session: AsyncSession, order_id: uuid.UUID, **changes) -> None:
-    await session.execute(_UPDATE_ORDER, {**changes, "target_id": order_id})
+async def update_order(
+    session: AsyncSession, order_id: uuid.UUID, *, refund_requested: bool = False, **changes
+) -> sa.Row:
+    """Write `changes` (and the moment a refund was asked for); returns the order as it is now."""
+    statement = _UPDATE_ORDER
+    if refund_requested:
+        statement = statement.values(refund_requested_at=sa.func.now())
+    return (await session.execute(statement, {**changes, "target_id": order_id})).one()
 
 
 async def list_orders(session: AsyncSession, user_id: uuid.UUID | None, *, offset: int, limit: int):

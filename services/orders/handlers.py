@@ -13,12 +13,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from orders import db
 from orders.domain import (
+    CANCELLED_ON_REQUEST,
+    REFUND_REASON,
+    USER_DELETED,
+    Decision,
+    Event,
     IdempotencyKeyReused,
     Item,
     NotCancellable,
+    Order,
     OrderNotFound,
     OrderStatus,
     Outcome,
+    Owed,
     Trigger,
     decide,
     fingerprint,
@@ -27,6 +34,7 @@ from orders.domain import (
 from orders.messages import (
     OrderCancelled,
     OrderCreated,
+    OrderMessage,
     OrderPaid,
     OrderRefunded,
     PaymentFailed,
@@ -34,19 +42,14 @@ from orders.messages import (
     PaymentRefundRequested,
     PaymentRequested,
     PaymentSucceeded,
-    Produced,
     UserDeleted,
-    order_message,
 )
 from shared.db import reading
 from shared.envelope import Envelope
-from shared.outbox import add_all_to_outbox, add_to_outbox
+from shared.handlers import Handler
+from shared.outbox import owe
 
 log = structlog.get_logger(__name__)
-
-USER_DELETED = "user_deleted"
-CANCELLED_ON_REQUEST = "cancelled_on_request"
-REFUND_REASON = "order_cancelled"
 
 
 class UserDirectory(Protocol):
@@ -55,12 +58,6 @@ class UserDirectory(Protocol):
     async def ensure_exists(
         self, user_id: uuid.UUID, correlation_id: str | None = None
     ) -> None: ...
-
-
-async def _owe(session: AsyncSession, payload: Produced, **cause) -> Envelope:
-    envelope = order_message(payload, **cause)
-    await add_to_outbox(session, db.outbox, payload.CHANNEL, envelope)
-    return envelope
 
 
 async def place_order(
@@ -113,149 +110,110 @@ async def _store(session, user_id, currency, items, correlation_id) -> sa.Row:
     created = OrderCreated(
         order_id=order_id, user_id=user_id, total_cents=total, currency=currency, items=lines
     )
+    # payment.requested is caused by order.created: one correlation id from here to payments.
+    cause = await owe(session, db.outbox, created, correlation_id=correlation_id)
     requested = PaymentRequested(
         order_id=order_id, user_id=user_id, amount_cents=total, currency=currency
     )
-    # payment.requested is caused by order.created: one correlation id from here to payments.
-    cause = order_message(created, correlation_id=correlation_id)
-    owed = [
-        (created.CHANNEL, cause),
-        (requested.CHANNEL, order_message(requested, caused_by=cause)),
-    ]
-    await add_all_to_outbox(session, db.outbox, owed)
+    await owe(session, db.outbox, requested, caused_by=cause)
     return order
 
 
-async def _apply(
+async def _happened(
     session: AsyncSession,
     order_id: uuid.UUID,
-    trigger: Trigger,
-    envelope: Envelope | None = None,
-    **changes,
-) -> tuple[sa.Row, Outcome] | None:
-    """Run the state machine on the locked order and write down what happened, whatever it was."""
+    event: Event,
+    *,
+    caused_by: Envelope | None = None,
+    correlation_id: str | None = None,
+) -> tuple[sa.Row, Decision] | None:
+    """Load the order, decide, write the decision and its history line, owe what it owes.
+
+    Returns the order as it is now and the decision; None for an order that does not exist.
+    """
+    message_id = caused_by.id if caused_by else None
     order = await db.fetch_order(session, order_id, lock=True)
-    message_id = envelope.id if envelope else None
     if order is None:
-        await db.record(session, order_id, trigger, "unknown_order", message_id=message_id)
-        log.warning(
-            "event for unknown order recorded and ignored",
-            order_id=str(order_id),
-            trigger=str(trigger),
-        )
+        await db.record(session, order_id, event.trigger, "unknown_order", message_id=message_id)
+        log.warning("event for unknown order recorded and ignored",
+                    order_id=str(order_id), trigger=str(event.trigger))  # fmt: skip
         return None
-    decision = decide(OrderStatus(order.status), trigger)
-    if decision.outcome is Outcome.APPLIED:
-        await db.update_order(session, order_id, status=decision.status, **changes)
-    await db.record(
-        session,
-        order_id,
-        trigger,
-        decision.outcome,
-        message_id=message_id,
-        from_status=order.status,
-        to_status=decision.status,
-    )
+    before = OrderStatus(order.status)
+    decision = decide(Order(before, order.refund_requested_at is not None), event)
+    if decision.writes:
+        order = await db.update_order(session, order_id, status=decision.status, **decision.changes)
+    await db.record(session, order_id, event.trigger, decision.outcome, message_id=message_id,
+                    from_status=before, to_status=decision.status)  # fmt: skip
     log_line = log.warning if decision.outcome is Outcome.IGNORED else log.info
-    log_line(
-        f"order event {decision.outcome}",
-        order_id=str(order_id),
-        trigger=str(trigger),
-        message_id=message_id,
-        status=order.status,
-        new_status=decision.status,
-    )
-    return order, decision.outcome
+    log_line(f"order event {decision.outcome}", order_id=str(order_id), trigger=str(event.trigger),
+             message_id=message_id, status=before, new_status=decision.status)  # fmt: skip
+    if decision.owes is not None:
+        message = _message(decision.owes, order)
+        await owe(session, db.outbox, message, caused_by=caused_by, correlation_id=correlation_id)
+    return order, decision
+
+
+def _message(owes: Owed, order: sa.Row) -> OrderMessage:
+    """The message `owes` names, filled from the order as it is now."""
+    if owes is Owed.ORDER_PAID:
+        return OrderPaid(order_id=order.id, user_id=order.user_id, total_cents=order.total_cents,
+                         currency=order.currency, payment_id=order.payment_id)  # fmt: skip
+    if owes is Owed.ORDER_CANCELLED:
+        return OrderCancelled(order_id=order.id, user_id=order.user_id, reason=order.cancel_reason)
+    if owes is Owed.ORDER_REFUNDED:
+        return OrderRefunded(order_id=order.id, user_id=order.user_id,
+                             total_cents=order.total_cents, currency=order.currency)  # fmt: skip
+    return PaymentRefundRequested(order_id=order.id, reason=REFUND_REASON)
 
 
 async def cancel_order(
     session: AsyncSession, order_id: uuid.UUID, *, correlation_id: str | None = None
 ) -> sa.Row:
     """Cancel an order still waiting for its payment; NotCancellable otherwise."""
-    applied = await _apply(session, order_id, Trigger.CANCEL, cancel_reason=CANCELLED_ON_REQUEST)
-    if applied is None:
+    cancel = Event(Trigger.CANCEL, reason=CANCELLED_ON_REQUEST)
+    happened = await _happened(session, order_id, cancel, correlation_id=correlation_id)
+    if happened is None:
         raise OrderNotFound(order_id)
-    order, outcome = applied
-    if outcome is not Outcome.APPLIED:
+    order, decision = happened
+    if decision.outcome is not Outcome.APPLIED:
         raise NotCancellable(order.status)  # the request's transaction, and its record, roll back
-    cancelled = OrderCancelled(
-        order_id=order.id, user_id=order.user_id, reason=CANCELLED_ON_REQUEST
-    )
-    await _owe(session, cancelled, correlation_id=correlation_id)
-    return await db.fetch_order(session, order_id)
+    return order
 
 
 async def on_payment_succeeded(session: AsyncSession, envelope: Envelope) -> None:
     """Paid; or, for an order cancelled meanwhile, ask payments to give the money back."""
-    event = PaymentSucceeded.model_validate(envelope.data)
-    applied = await _apply(
-        session, event.order_id, Trigger.PAYMENT_SUCCEEDED, envelope, payment_id=event.payment_id
-    )
-    if applied is None:
-        return
-    order, outcome = applied
-    if outcome is Outcome.APPLIED:
-        paid = OrderPaid(
-            order_id=order.id,
-            user_id=order.user_id,
-            total_cents=order.total_cents,
-            currency=order.currency,
-            payment_id=event.payment_id,
-        )
-        await _owe(session, paid, caused_by=envelope)
-    elif outcome is Outcome.COMPENSATE and order.refund_requested_at is None:
-        # Once per order: a second success report for the same payment must not refund twice.
-        await session.execute(
-            sa.update(db.orders)
-            .where(db.orders.c.id == order.id)
-            .values(refund_requested_at=sa.func.now(), payment_id=event.payment_id)
-        )
-        refund = PaymentRefundRequested(order_id=order.id, reason=REFUND_REASON)
-        await _owe(session, refund, caused_by=envelope)
+    paid = PaymentSucceeded.model_validate(envelope.data)
+    event = Event(Trigger.PAYMENT_SUCCEEDED, payment_id=paid.payment_id)
+    await _happened(session, paid.order_id, event, caused_by=envelope)
 
 
 async def on_payment_failed(session: AsyncSession, envelope: Envelope) -> None:
     """The payment failed: the order is over, and says why."""
-    event = PaymentFailed.model_validate(envelope.data)
-    applied = await _apply(
-        session, event.order_id, Trigger.PAYMENT_FAILED, envelope, cancel_reason=event.reason
-    )
-    if applied and applied[1] is Outcome.APPLIED:
-        order = applied[0]
-        cancelled = OrderCancelled(order_id=order.id, user_id=order.user_id, reason=event.reason)
-        await _owe(session, cancelled, caused_by=envelope)
+    failed = PaymentFailed.model_validate(envelope.data)
+    event = Event(Trigger.PAYMENT_FAILED, reason=failed.reason)
+    await _happened(session, failed.order_id, event, caused_by=envelope)
 
 
 async def on_payment_refunded(session: AsyncSession, envelope: Envelope) -> None:
     """A paid order was refunded; a cancelled one whose refund completed stays cancelled."""
-    event = PaymentRefunded.model_validate(envelope.data)
-    applied = await _apply(session, event.order_id, Trigger.PAYMENT_REFUNDED, envelope)
-    if applied and applied[1] is Outcome.APPLIED:
-        order = applied[0]
-        refunded = OrderRefunded(
-            order_id=order.id,
-            user_id=order.user_id,
-            total_cents=order.total_cents,
-            currency=order.currency,
-        )
-        await _owe(session, refunded, caused_by=envelope)
+    refunded = PaymentRefunded.model_validate(envelope.data)
+    await _happened(session, refunded.order_id, Event(Trigger.PAYMENT_REFUNDED), caused_by=envelope)
 
 
 async def on_user_deleted(session: AsyncSession, envelope: Envelope) -> None:
     """A deleted user's orders still waiting for payment are cancelled."""
-    event = UserDeleted.model_validate(envelope.data)
-    for order in await db.pending_orders_of(session, event.user_id):
-        await _apply(session, order.id, Trigger.CANCEL, envelope, cancel_reason=USER_DELETED)
-        cancelled = OrderCancelled(order_id=order.id, user_id=order.user_id, reason=USER_DELETED)
-        await _owe(session, cancelled, caused_by=envelope)
+    deleted = UserDeleted.model_validate(envelope.data)
+    cancel = Event(Trigger.CANCEL, reason=USER_DELETED)
+    for order in await db.pending_orders_of(session, deleted.user_id):
+        await _happened(session, order.id, cancel, caused_by=envelope)
 
 
 # Every message orders consumes, and what it does with it.
-PAYMENT_EVENT_HANDLERS = {
+PAYMENT_EVENT_HANDLERS: dict[str, Handler] = {
     "payment.succeeded": on_payment_succeeded,
     "payment.failed": on_payment_failed,
     "payment.refunded": on_payment_refunded,
 }
-USERS_EVENT_HANDLERS = {
+USERS_EVENT_HANDLERS: dict[str, Handler] = {
     "user.deleted": on_user_deleted,
 }

@@ -1,27 +1,27 @@
-"""What orders publishes (payload models and envelope builders) and its own view of what it reads."""
+"""What orders produces (its payload models, the contracts it offers) and its view of what it reads."""
 
 from __future__ import annotations
 
 import uuid
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from shared.channels import Channel
-from shared.envelope import Envelope, new_envelope
+from shared.messages import Produced, Reads
 
-SOURCE = "switchyard/orders"
 ORDERS_EVENTS = Channel.kafka("orders.events")
-PAYMENTS_COMMANDS = "payments.commands"  # direct exchange; payments binds its queue to it
-PAYMENTS_EVENTS = "payments.events"  # topic exchange of payments' events
+PAYMENTS_COMMANDS = "payments.commands"  # payments' direct exchange: routing key = command type
+PAYMENTS_EVENTS = "payments.events"  # payments' topic exchange: routing key = event type
 PAYMENT_EVENTS_QUEUE = "orders.payment-events"
 USERS_EVENTS_TOPIC = "users.events"
 
 
-# Produced: each model is the contract orders offers; the subject (and record key) is the order id.
-class Produced(BaseModel):
-    TYPE: ClassVar[str]
-    CHANNEL: ClassVar[Channel]
+class OrderMessage(Produced):
+    """Every message of orders is about one order: its id is the subject and the record key."""
+
+    SOURCE: ClassVar[str] = "switchyard/orders"
+    SUBJECT: ClassVar[str] = "order_id"
 
     order_id: uuid.UUID
 
@@ -32,7 +32,7 @@ class LineItem(BaseModel):
     unit_price_cents: int
 
 
-class OrderCreated(Produced):
+class OrderCreated(OrderMessage):
     TYPE = "order.created"
     CHANNEL = ORDERS_EVENTS
     user_id: uuid.UUID
@@ -41,7 +41,7 @@ class OrderCreated(Produced):
     items: list[LineItem]
 
 
-class OrderPaid(Produced):
+class OrderPaid(OrderMessage):
     TYPE = "order.paid"
     CHANNEL = ORDERS_EVENTS
     user_id: uuid.UUID
@@ -50,14 +50,14 @@ class OrderPaid(Produced):
     payment_id: str
 
 
-class OrderCancelled(Produced):
+class OrderCancelled(OrderMessage):
     TYPE = "order.cancelled"
     CHANNEL = ORDERS_EVENTS
     user_id: uuid.UUID
     reason: str
 
 
-class OrderRefunded(Produced):
+class OrderRefunded(OrderMessage):
     TYPE = "order.refunded"
     CHANNEL = ORDERS_EVENTS
     user_id: uuid.UUID
@@ -65,7 +65,7 @@ class OrderRefunded(Produced):
     currency: str
 
 
-class PaymentRequested(Produced):
+class PaymentRequested(OrderMessage):
     TYPE = "payment.requested"
     CHANNEL = Channel.rabbit(PAYMENTS_COMMANDS, "payment.requested")
     user_id: uuid.UUID
@@ -73,45 +73,36 @@ class PaymentRequested(Produced):
     currency: str
 
 
-class PaymentRefundRequested(Produced):
+class PaymentRefundRequested(OrderMessage):
     TYPE = "payment.refund_requested"
     CHANNEL = Channel.rabbit(PAYMENTS_COMMANDS, "payment.refund_requested")
     reason: str
 
 
-def order_message(
-    payload: Produced, *, caused_by: Envelope | None = None, correlation_id: str | None = None
-) -> Envelope:
-    """The envelope for an event or command of orders; its subject is the order id."""
-    data = payload.model_dump(mode="json")
-    return new_envelope(
-        type=payload.TYPE,
-        source=SOURCE,
-        subject=data["order_id"],
-        data=data,
-        caused_by=caused_by,
-        correlation_id=correlation_id,
-    )
+PRODUCED = (
+    OrderCreated,
+    OrderPaid,
+    OrderCancelled,
+    OrderRefunded,
+    PaymentRequested,
+    PaymentRefundRequested,
+)
 
 
-# Consumed: orders' own minimal view of the messages it reads; unknown fields are ignored.
-class _Reads(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class PaymentSucceeded(_Reads):
+# Consumed: orders' own minimal view of what it reads.
+class PaymentSucceeded(Reads):
     order_id: uuid.UUID
     payment_id: str
 
 
-class PaymentFailed(_Reads):
+class PaymentFailed(Reads):
     order_id: uuid.UUID
     reason: str
 
 
-class PaymentRefunded(_Reads):
+class PaymentRefunded(Reads):
     order_id: uuid.UUID
 
 
-class UserDeleted(_Reads):
+class UserDeleted(Reads):
     user_id: uuid.UUID

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
 
 from payments import db
 from payments.domain import PaymentStatus
-from shared.api import Page, ReadSessionDep, SessionDep
+from shared.api import Page, PageDep, ReadSessionDep, SessionDep
 
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
 
@@ -47,13 +46,10 @@ async def get_payment(payment_id: uuid.UUID, s: ReadSessionDep) -> PaymentOut:
 
 @router.get("", response_model=PaymentPage)
 async def list_payments(
-    s: SessionDep,
-    order_id: uuid.UUID | None = None,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    s: SessionDep, asked: PageDep, order_id: uuid.UUID | None = None
 ) -> PaymentPage:
     """Payments, oldest first, a page at a time; `order_id` gives that order's payment."""
     rows, total = await db.list_payments(
-        s, order_id=order_id, offset=(page - 1) * limit, limit=limit
+        s, order_id=order_id, offset=asked.offset, limit=asked.limit
     )
-    return PaymentPage.of([PaymentOut.of(r) for r in rows], total=total, page=page, limit=limit)
+    return PaymentPage.of([PaymentOut.of(r) for r in rows], total=total, asked=asked)

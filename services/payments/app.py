@@ -13,28 +13,26 @@ from payments.messages import (
     PAYMENT_REQUESTS_QUEUE,
     PAYMENTS_COMMANDS_EXCHANGE,
     PAYMENTS_EVENTS_EXCHANGE,
+    PRODUCED,
 )
 from payments.settings import PaymentsSettings
 from payments.webhooks import router as webhooks_router
 from shared.app import create_service_app
-from shared.runtime import RabbitSubscription, Wiring
 from shared.webhooks import WebhookVerifier
+from shared.wiring import RabbitSubscription, Wiring
 
 
 def wiring() -> Wiring:
-    """Payments takes commands from orders and publishes payment events back to it."""
+    """Payments owns both payment exchanges: commands come in on one, its events go out on the
+    other."""
     return Wiring(
         service="payments",
         outbox=db.outbox,
         inbox=db.inbox,
-        exchanges={PAYMENTS_EVENTS_EXCHANGE: "topic"},
+        produces=PRODUCED,
+        exchanges={PAYMENTS_COMMANDS_EXCHANGE: "direct", PAYMENTS_EVENTS_EXCHANGE: "topic"},
         rabbit=[
-            RabbitSubscription(
-                PAYMENT_REQUESTS_QUEUE,
-                PAYMENTS_COMMANDS_EXCHANGE,
-                COMMAND_HANDLERS,
-                exchange_type="direct",
-            )
+            RabbitSubscription(PAYMENT_REQUESTS_QUEUE, PAYMENTS_COMMANDS_EXCHANGE, COMMAND_HANDLERS)
         ],
     )
 

@@ -8,7 +8,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments.domain import PaymentStatus
 from shared.db import page_of
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
@@ -16,8 +15,6 @@ from shared.outbox import outbox_table
 SCHEMA = "payments"
 metadata = sa.MetaData(schema=SCHEMA)
 
-STATUSES = tuple(s.value for s in PaymentStatus)
-WEBHOOK_STATES = ("pending", "applied", "ignored")
 
 payments = sa.Table(
     "payments",
@@ -57,6 +54,14 @@ webhooks = sa.Table(
         "received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Column("processed_at", sa.DateTime(timezone=True)),
+)
+
+# The command handler looks up the webhooks that wait for its order.
+sa.Index(
+    "webhooks_pending",
+    webhooks.c.order_id,
+    webhooks.c.seq,
+    postgresql_where=webhooks.c.state == "pending",
 )
 
 outbox = outbox_table(metadata, SCHEMA)

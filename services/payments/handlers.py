@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payments import db
 from payments.domain import (
     Decision,
+    Owed,
     Payment,
     PaymentStatus,
     ProviderReport,
@@ -20,18 +21,17 @@ from payments.domain import (
     on_refund_requested,
 )
 from payments.messages import (
-    PaymentEvent,
     PaymentFailed,
+    PaymentMessage,
     PaymentRefunded,
     PaymentRequested,
     PaymentSucceeded,
     ProviderEvent,
     RefundRequested,
-    payment_channel,
-    payment_event,
 )
 from shared.envelope import Envelope
-from shared.outbox import add_to_outbox
+from shared.handlers import Handler
+from shared.outbox import owe
 from shared.tracing import resumed, trace_headers
 
 log = structlog.get_logger(__name__)
@@ -43,85 +43,46 @@ def _payment(row: sa.Row) -> Payment:
     return Payment(PaymentStatus(row.status), row.amount_cents, row.currency)
 
 
-def _event_for(row: sa.Row) -> PaymentEvent | None:
-    """The event orders is owed when a payment reaches this status (refund_pending owes none)."""
-    status = PaymentStatus(row.status)
-    if status is PaymentStatus.SUCCEEDED:
-        return PaymentSucceeded(
-            payment_id=row.id,
-            order_id=row.order_id,
-            amount_cents=row.amount_cents,
-            currency=row.currency,
-            provider_payment_id=row.provider_payment_id,
-        )
-    if status is PaymentStatus.FAILED:
-        return PaymentFailed(payment_id=row.id, order_id=row.order_id, reason=row.failure_reason)
-    if status is PaymentStatus.AMOUNT_MISMATCH:
-        # Not paid: orders learns it as a failure with a reason it can tell apart.
-        return PaymentFailed(payment_id=row.id, order_id=row.order_id, reason="amount_mismatch")
-    if status is PaymentStatus.REFUNDED:
-        return PaymentRefunded(
-            payment_id=row.id,
-            order_id=row.order_id,
-            amount_cents=row.amount_cents,
-            currency=row.currency,
-        )
-    return None
+def _report(event: ProviderEvent) -> ProviderReport:
+    data = event.data
+    return ProviderReport(event.type, data.amount_cents, data.currency,
+                          data.provider_payment_id, data.failure_reason)  # fmt: skip
 
 
-def _changes(decision: Decision, event: ProviderEvent) -> dict:
-    changes: dict = {"status": decision.status.value}
-    if decision.status is not PaymentStatus.REFUNDED:  # a refund keeps the payment's provider id
-        changes["provider_payment_id"] = event.data.provider_payment_id
-    if decision.status is PaymentStatus.FAILED:
-        changes["failure_reason"] = event.data.failure_reason or "declined by the provider"
-    if decision.status is PaymentStatus.AMOUNT_MISMATCH:
-        changes["failure_reason"] = decision.note
-    return changes
-
-
-def _decide(payment: sa.Row, event: ProviderEvent) -> Decision:
-    report = ProviderReport(event.type, event.data.amount_cents, event.data.currency)
-    return on_provider_report(_payment(payment), report)
+def _message(decision: Decision, payment: sa.Row) -> PaymentMessage:
+    """The event `decision` owes orders, filled from the payment as it is now."""
+    ids = {"payment_id": payment.id, "order_id": payment.order_id}
+    if decision.owes is Owed.PAYMENT_SUCCEEDED:
+        return PaymentSucceeded(**ids, amount_cents=payment.amount_cents, currency=payment.currency,
+                                provider_payment_id=payment.provider_payment_id)  # fmt: skip
+    if decision.owes is Owed.PAYMENT_FAILED:
+        return PaymentFailed(**ids, reason=decision.reason)
+    return PaymentRefunded(**ids, amount_cents=payment.amount_cents, currency=payment.currency)
 
 
 async def _apply(
     session: AsyncSession,
     payment: sa.Row,
     decision: Decision,
-    event: ProviderEvent,
     webhook_id: str,
     *,
     command: Envelope | None = None,
 ) -> sa.Row:
-    """Move the payment as decided and owe the resulting event; returns the payment as it is now
-    (an ignored report changes nothing)."""
+    """Write what a provider report decided and owe orders its event; the payment as it is now.
+
+    A command carries the order's correlation id; a webhook alone uses the one stored with the
+    payment, and names its webhook-id as the cause.
+    """
     if decision.ignored:
         log.info("webhook ignored", webhook_id=webhook_id, reason=decision.note)
         return payment
-    payment = await db.update_payment(session, payment.id, **_changes(decision, event))
-    await _publish(session, payment, command=command, webhook_id=webhook_id)
-    return payment
-
-
-def _settled_state(decision: Decision) -> Literal["applied", "ignored"]:
-    return "ignored" if decision.ignored else "applied"
-
-
-async def _publish(
-    session: AsyncSession, payment: sa.Row, *, command: Envelope | None, webhook_id: str | None
-) -> None:
-    payload = _event_for(payment)
-    if payload is None:
-        return
-    # A command carries the order's correlation id; a webhook alone uses the one stored with it.
-    envelope = payment_event(
-        payload,
-        caused_by=command,
-        correlation_id=payment.correlation_id,
-        causation_id=webhook_id,
+    payment = await db.update_payment(
+        session, payment.id, status=decision.status.value, **decision.changes
     )
-    await add_to_outbox(session, db.outbox, payment_channel(payload.TYPE), envelope)
+    if decision.owes is not None:
+        await owe(session, db.outbox, _message(decision, payment), caused_by=command,
+                  correlation_id=payment.correlation_id, causation_id=webhook_id)  # fmt: skip
+    return payment
 
 
 async def request_payment(session: AsyncSession, envelope: Envelope) -> None:
@@ -149,13 +110,9 @@ async def request_payment(session: AsyncSession, envelope: Envelope) -> None:
             # Accepted by an older version of this model: settle it, never park the command.
             await db.settle_webhook(session, webhook.webhook_id, "ignored", f"unreadable: {exc}")
             continue
-        decision = _decide(payment, event)
-        payment = await _apply(
-            session, payment, decision, event, webhook.webhook_id, command=envelope
-        )
-        await db.settle_webhook(
-            session, webhook.webhook_id, _settled_state(decision), decision.note
-        )
+        decision = on_provider_report(_payment(payment), _report(event))
+        payment = await _apply(session, payment, decision, webhook.webhook_id, command=envelope)
+        await db.settle_webhook(session, webhook.webhook_id, decision.outcome, decision.note)
 
 
 async def request_refund(session: AsyncSession, envelope: Envelope) -> None:
@@ -184,19 +141,20 @@ async def receive_webhook(
     payment = await db.payment_for_order(session, order_id)
     if payment is None:
         return "pending" if await db.record_webhook(session, **webhook) else "duplicate"
-    decision = _decide(payment, event)
+    decision = on_provider_report(_payment(payment), _report(event))
     # Stored in its final state, before anything else is written: a repeated webhook-id stops here.
-    state, outcome = _settled_state(decision), decision.note
-    if not await db.record_settled_webhook(session, **webhook, state=state, outcome=outcome):
+    if not await db.record_settled_webhook(
+        session, **webhook, state=decision.outcome, outcome=decision.note
+    ):
         return "duplicate"
     # The provider sends no trace context: what the webhook causes joins the order's trace.
     with resumed(payment.trace_context, "payment webhook applied"):
-        await _apply(session, payment, decision, event, webhook_id)
-    return state
+        await _apply(session, payment, decision, webhook_id)
+    return decision.outcome
 
 
 # Every command payments consumes from `payments.payment-requests`, and what it does with it.
-COMMAND_HANDLERS = {
+COMMAND_HANDLERS: dict[str, Handler] = {
     "payment.requested": request_payment,
     "payment.refund_requested": request_refund,
 }

@@ -1,4 +1,4 @@
-"""What payments publishes (payload models and event builders) and its own view of what it reads."""
+"""What payments produces (its payload models, the contracts it offers) and its view of what it reads."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from shared.channels import Channel
-from shared.envelope import Envelope, new_envelope
+from shared.messages import Produced, Reads
 
-SOURCE = "switchyard/payments"
 PAYMENTS_EVENTS_EXCHANGE = "payments.events"  # topic: routing key = event type
 PAYMENTS_COMMANDS_EXCHANGE = "payments.commands"  # direct: routing key = command type
 PAYMENT_REQUESTS_QUEUE = "payments.payment-requests"
@@ -22,80 +21,56 @@ Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]  # ISO 4217, compared ex
 Text = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00]+$")]
 
 
-# Produced on `payments.events` (routing key = type, subject = order id); orders consumes them.
-class PaymentSucceeded(BaseModel):
-    TYPE: ClassVar[str] = "payment.succeeded"
+class PaymentMessage(Produced):
+    """Every event of payments is about one order's payment: the order id is the subject."""
+
+    SOURCE: ClassVar[str] = "switchyard/payments"
+    SUBJECT: ClassVar[str] = "order_id"
+
     payment_id: uuid.UUID
     order_id: uuid.UUID
+
+
+# On `payments.events`, routed by type; orders consumes them.
+class PaymentSucceeded(PaymentMessage):
+    TYPE = "payment.succeeded"
+    CHANNEL = Channel.rabbit(PAYMENTS_EVENTS_EXCHANGE, TYPE)
     amount_cents: int
     currency: str
     provider_payment_id: str
 
 
-class PaymentFailed(BaseModel):
-    TYPE: ClassVar[str] = "payment.failed"
-    payment_id: uuid.UUID
-    order_id: uuid.UUID
+class PaymentFailed(PaymentMessage):
+    TYPE = "payment.failed"
+    CHANNEL = Channel.rabbit(PAYMENTS_EVENTS_EXCHANGE, TYPE)
     reason: str
 
 
-class PaymentRefunded(BaseModel):
-    TYPE: ClassVar[str] = "payment.refunded"
-    payment_id: uuid.UUID
-    order_id: uuid.UUID
+class PaymentRefunded(PaymentMessage):
+    TYPE = "payment.refunded"
+    CHANNEL = Channel.rabbit(PAYMENTS_EVENTS_EXCHANGE, TYPE)
     amount_cents: int
     currency: str
 
 
-PaymentEvent = PaymentSucceeded | PaymentFailed | PaymentRefunded
+PRODUCED = (PaymentSucceeded, PaymentFailed, PaymentRefunded)
 
 
-def payment_channel(type: str) -> Channel:
-    """Where a payment event goes: the events exchange, routed by its type."""
-    return Channel.rabbit(PAYMENTS_EVENTS_EXCHANGE, type)
-
-
-def payment_event(
-    payload: PaymentEvent,
-    *,
-    caused_by: Envelope | None = None,
-    correlation_id: str | None = None,
-    causation_id: str | None = None,
-) -> Envelope:
-    """The envelope for a payment event; the subject (and so the key) is the order id."""
-    data = payload.model_dump(mode="json")
-    envelope = new_envelope(
-        type=payload.TYPE,
-        source=SOURCE,
-        subject=data["order_id"],
-        data=data,
-        caused_by=caused_by,
-        correlation_id=correlation_id,
-    )
-    if causation_id is not None and caused_by is None:  # a webhook: caused by its webhook-id
-        envelope = envelope.model_copy(update={"causationid": causation_id})
-    return envelope
-
-
-# Consumed: payments' own minimal view of the commands orders sends; unknown fields are ignored.
-class _Reads(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class PaymentRequested(_Reads):
+# Consumed: payments' own minimal view of the commands orders sends.
+class PaymentRequested(Reads):
     order_id: uuid.UUID
     user_id: uuid.UUID
     amount_cents: Cents
     currency: Currency
 
 
-class RefundRequested(_Reads):
+class RefundRequested(Reads):
     order_id: uuid.UUID
     reason: str | None = None
 
 
 # Read from the payment provider over HTTP (POST /webhooks/psp), after its signature is checked.
-class ProviderPayment(_Reads):
+class ProviderPayment(Reads):
     model_config = ConfigDict(extra="ignore", strict=True)
     order_id: uuid.UUID
     amount_cents: Cents
@@ -104,7 +79,7 @@ class ProviderPayment(_Reads):
     failure_reason: Text | None = None
 
 
-class ProviderEvent(_Reads):
+class ProviderEvent(Reads):
     model_config = ConfigDict(extra="ignore", strict=True)
     type: Literal["payment.succeeded", "payment.failed", "payment.refunded"]
     timestamp: datetime

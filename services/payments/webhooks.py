@@ -7,11 +7,10 @@ from typing import Literal
 import structlog
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from payments import handlers
 from payments.messages import ProviderEvent
+from shared.db import is_retry_later
 from shared.metrics import WEBHOOKS
 from shared.webhooks import ID_HEADER, InvalidWebhook
 
@@ -76,7 +75,9 @@ async def receive_psp_webhook(request: Request, response: Response) -> WebhookRe
     try:
         async with request.app.state.runtime.sessions.begin() as session:
             outcome = await handlers.receive_webhook(session, webhook_id, event, body)
-    except (DBAPIError, OSError, PoolTimeout) as exc:
+    except Exception as exc:
+        if not is_retry_later(exc):
+            raise  # a bug of ours: the app answers 500 and logs it
         # The transaction rolled back as a whole; a 5xx makes the provider send it again later.
         log.warning("webhook not stored: database unavailable", error=repr(exc))
         detail = "database unavailable, retry later"

@@ -6,16 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from pydantic import BaseModel, EmailStr, Field, StringConstraints
 
-from shared.api import Page, ReadSessionDep, SessionDep, correlation_id
+from shared.api import Page, PageDep, ReadSessionDep, RequestBody, SessionDep, correlation_id
 from users import db, handlers
 from users.domain import EmailTaken, UserNotFound
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
-MAX_PAGE_LIMIT = 100
 Email = Annotated[EmailStr, Field(max_length=254)]
 # Control characters are refused here: Postgres rejects NUL in text, which would otherwise be a 5xx.
 Name = Annotated[
@@ -26,17 +25,12 @@ Name = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    # Unknown fields are refused (a typo is an error, not a no-op); no silent type coercion.
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class UserCreate(_Strict):
+class UserCreate(RequestBody):
     email: Email
     name: Name
 
 
-class UserPatch(_Strict):
+class UserPatch(RequestBody):
     # Omitted means unchanged; null is refused, as a user always has both.
     email: Email = None
     name: Name = None
@@ -113,14 +107,11 @@ async def get_user(user_id: uuid.UUID, s: ReadSessionDep) -> UserOut:
 
 @router.get("", response_model=UserPage)
 async def list_users(
-    s: SessionDep,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_LIMIT)] = 20,
+    s: SessionDep, asked: PageDep
 ) -> UserPage:
     """Users, oldest first, a page at a time; a page past the last is empty."""
-    rows, total = await db.list_users(s, offset=(page - 1) * limit, limit=limit)
-    items = [UserOut.of(r) for r in rows]
-    return UserPage.of(items, total=total, page=page, limit=limit)
+    rows, total = await db.list_users(s, offset=asked.offset, limit=asked.limit)
+    return UserPage.of([UserOut.of(r) for r in rows], total=total, asked=asked)
 
 
 @router.patch("/{user_id}", response_model=UserOut, responses=MISSING | CONFLICT)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from shared.app import create_service_app
-from shared.runtime import KafkaSubscription, Wiring
+from shared.wiring import KafkaSubscription, Wiring
 from users import db
 from users.api import router
 from users.handlers import ORDERS_EVENT_HANDLERS
-from users.messages import ORDERS_EVENTS_TOPIC, USERS_EVENTS
+from users.messages import ORDERS_EVENTS_TOPIC, PRODUCED
 from users.settings import UsersSettings
 
 
@@ -19,7 +19,7 @@ def wiring() -> Wiring:
         service="users",
         outbox=db.outbox,
         inbox=db.inbox,
-        topics={USERS_EVENTS.name: 3, ORDERS_EVENTS_TOPIC: 3},
+        produces=PRODUCED,
         kafka=[KafkaSubscription(ORDERS_EVENTS_TOPIC, "users", ORDERS_EVENT_HANDLERS)],
     )
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import page_of
+from shared.db import page_of, violated_constraint
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 from users.domain import EmailTaken, StatsUnderflow, UserNotFound
@@ -39,12 +39,6 @@ sa.Index(EMAIL_KEY, sa.func.lower(users.c.email), unique=True)
 
 outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
-
-
-def violated_constraint(exc: sa.exc.IntegrityError) -> str | None:
-    """The name of the constraint or index Postgres reported for a failed statement."""
-    driver = getattr(exc.orig, "driver_exception", None)
-    return getattr(driver, "constraint_name", None)
 
 
 # Statements on every order's path, built once: building one per call costs more than running it.

@@ -10,32 +10,17 @@ import uuid
 
 import sqlalchemy as sa
 import structlog
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.envelope import Envelope
 from shared.errors import PermanentError
-from shared.outbox import add_to_outbox
+from shared.handlers import Handler
+from shared.outbox import owe
 from users import db
 from users.domain import StatsUnderflow, UserNotFound, changed_fields
-from users.messages import (
-    USERS_EVENTS,
-    OrderPaid,
-    OrderRefunded,
-    UserDeleted,
-    UserRegistered,
-    UserUpdated,
-    user_event,
-)
+from users.messages import OrderPaid, OrderRefunded, UserDeleted, UserRegistered, UserUpdated
 
 log = structlog.get_logger(__name__)
-
-
-async def _publish(
-    session: AsyncSession, type: str, payload: BaseModel, correlation_id: str | None
-) -> None:
-    event = user_event(type, payload, correlation_id=correlation_id)
-    await add_to_outbox(session, db.outbox, USERS_EVENTS, event)
 
 
 async def register_user(
@@ -43,8 +28,8 @@ async def register_user(
 ) -> sa.Row:
     """Create a user and owe `user.registered`; a taken email (any case) raises EmailTaken."""
     user = await db.insert_user(session, user_id=uuid.uuid4(), email=email, name=name)
-    event = UserRegistered(user_id=user.id, email=user.email, name=user.name)
-    await _publish(session, "user.registered", event, correlation_id)
+    registered = UserRegistered(user_id=user.id, email=user.email, name=user.name)
+    await owe(session, db.outbox, registered, correlation_id=correlation_id)
     return user
 
 
@@ -64,8 +49,8 @@ async def update_user(
     if not changes:
         return user
     user = await db.update_user(session, user_id, changes)
-    event = UserUpdated(user_id=user.id, email=user.email, name=user.name)
-    await _publish(session, "user.updated", event, correlation_id)
+    updated = UserUpdated(user_id=user.id, email=user.email, name=user.name)
+    await owe(session, db.outbox, updated, correlation_id=correlation_id)
     return user
 
 
@@ -74,7 +59,7 @@ async def delete_user(
 ) -> None:
     """Delete the user and owe `user.deleted` (orders cancels the user's open orders)."""
     await db.delete_user(session, user_id)
-    await _publish(session, "user.deleted", UserDeleted(user_id=user_id), correlation_id)
+    await owe(session, db.outbox, UserDeleted(user_id=user_id), correlation_id=correlation_id)
 
 
 async def _count(
@@ -105,7 +90,7 @@ async def on_order_refunded(session: AsyncSession, envelope: Envelope) -> None:
 
 
 # Every event users consumes, and what it does with it; other types on the topic are ignored.
-ORDERS_EVENT_HANDLERS = {
+ORDERS_EVENT_HANDLERS: dict[str, Handler] = {
     "order.paid": on_order_paid,
     "order.refunded": on_order_refunded,
 }

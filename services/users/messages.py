@@ -1,60 +1,56 @@
-"""What users publishes (its payload models and event builders) and its own view of what it reads."""
+"""What users produces (its payload models, the contracts it offers) and its view of what it reads."""
 
 from __future__ import annotations
 
 import uuid
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, NonNegativeInt
+from pydantic import NonNegativeInt
 
 from shared.channels import Channel
-from shared.envelope import Envelope, new_envelope
+from shared.messages import Produced, Reads
 
-SOURCE = "switchyard/users"
 USERS_EVENTS = Channel.kafka("users.events")
 ORDERS_EVENTS_TOPIC = "orders.events"
 
 
-# Produced: each payload model is the contract users offers on `users.events` (key: user id).
-class UserRegistered(BaseModel):
+class UserMessage(Produced):
+    """Every event of users is about one user: its id is the subject and the record key."""
+
+    SOURCE: ClassVar[str] = "switchyard/users"
+    SUBJECT: ClassVar[str] = "user_id"
+    CHANNEL: ClassVar[Channel] = USERS_EVENTS
+
     user_id: uuid.UUID
+
+
+class UserRegistered(UserMessage):
+    TYPE = "user.registered"
     email: str
     name: str
 
 
-class UserUpdated(BaseModel):
-    user_id: uuid.UUID
+class UserUpdated(UserMessage):
+    TYPE = "user.updated"
     email: str
     name: str
 
 
-class UserDeleted(BaseModel):
-    user_id: uuid.UUID
+class UserDeleted(UserMessage):
+    TYPE = "user.deleted"
 
 
-def user_event(type: str, payload: BaseModel, *, correlation_id: str | None = None) -> Envelope:
-    """The envelope for a users event; the subject is the user id, so it is the record key too."""
-    data = payload.model_dump(mode="json")
-    return new_envelope(
-        type=type,
-        source=SOURCE,
-        subject=data["user_id"],
-        data=data,
-        correlation_id=correlation_id,
-    )
+PRODUCED = (UserRegistered, UserUpdated, UserDeleted)
 
 
-# Consumed: users' own minimal view of the orders events it reads; unknown fields are ignored.
-class _Reads(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class OrderPaid(_Reads):
+# Consumed: users' own minimal view of the orders events it reads.
+class OrderPaid(Reads):
     order_id: uuid.UUID
     user_id: uuid.UUID
     total_cents: NonNegativeInt
 
 
-class OrderRefunded(_Reads):
+class OrderRefunded(Reads):
     order_id: uuid.UUID
     user_id: uuid.UUID
     total_cents: NonNegativeInt

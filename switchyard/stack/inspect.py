@@ -11,10 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from switchyard.stack.endpoints import Endpoints
-
-QUEUES = ("payments.payment-requests", "orders.payment-events")
-TOPICS = {"users.events": ("orders",), "orders.events": ("users",)}  # topic -> consumer groups
-SCHEMAS = ("users", "orders", "payments")
+from switchyard.topology import SERVICES, consumer_groups, wirings, work_queues
 
 
 @dataclass
@@ -31,7 +28,7 @@ async def queue_depths(amqp_url: str) -> list[Reading]:
     # A plain (not robust) connection: robust channels report stale counts on passive declares.
     connection = await aio_pika.connect(amqp_url, timeout=5)
     async with connection:
-        for name in QUEUES:
+        for name in work_queues(wirings()):
             for queue_name, dead in ((name, False), (f"{name}.dlq", True)):
                 channel = await connection.channel()
                 try:
@@ -60,13 +57,14 @@ async def kafka_lag(bootstrap: str) -> list[Reading]:
     try:
         await admin.start()
         await probe.start()
-        names = [name for topic in TOPICS for name in (topic, f"{topic}.dlt")]
+        topics = consumer_groups(wirings())
+        names = [name for topic in topics for name in (topic, f"{topic}.dlt")]
         partitions = {
             topic["topic"]: sorted(p["partition"] for p in topic["partitions"])
             for topic in await admin.describe_topics(names)
             if topic["error_code"] == 0
         }
-        for topic, groups in TOPICS.items():
+        for topic, groups in topics.items():
             for name in (topic, f"{topic}.dlt"):
                 if not partitions.get(name):
                     readings.append(Reading("topic", name, "not created yet"))
@@ -95,7 +93,7 @@ async def outbox_backlog(database_url: str) -> list[Reading]:
     readings: list[Reading] = []
     conn = await asyncpg.connect(database_url, timeout=5)
     try:
-        for schema in SCHEMAS:
+        for schema in SERVICES:  # each service's schema is named after it
             exists = await conn.fetchval("SELECT to_regclass($1)", f"{schema}.outbox")
             if not exists:
                 continue

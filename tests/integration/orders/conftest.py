@@ -14,7 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orders.app import create_app
+from orders.messages import PAYMENT_EVENTS_QUEUE, PAYMENTS_EVENTS
 from orders.settings import OrdersSettings
+from payments.app import wiring as payments_wiring
 from shared.channels import Channel
 from shared.db import make_engine
 from shared.envelope import Envelope, decode, new_envelope
@@ -22,12 +24,9 @@ from shared.rabbit import RabbitBus, parking_queue
 from shared.rabbit.topology import retry_queue
 from tests.support.eventually import eventually
 from tests.support.servers import serving
-from tests.support.services import settings_for
+from tests.support.services import RETRY_DELAYS, settings_for
 from users.app import create_app as create_users_app
 from users.settings import UsersSettings
-
-PAYMENT_EVENTS_QUEUE = "orders.payment-events"
-RETRY_DELAYS_MS = (50, 100, 200)  # what settings_for configures
 
 
 def closed_port() -> int:
@@ -91,7 +90,7 @@ class Orders:
         return envelope
 
     async def publish(self, envelope: Envelope) -> None:
-        await self.rabbit.publish(Channel.rabbit("payments.events", envelope.type), envelope)
+        await self.rabbit.publish(Channel.rabbit(PAYMENTS_EVENTS, envelope.type), envelope)
 
     async def handled(self, envelope: Envelope) -> None:
         """Until the envelope's inbox row is committed, with whatever effect it had."""
@@ -151,17 +150,19 @@ async def new_user(users: httpx.AsyncClient) -> str:
 
 @pytest.fixture
 async def commands(stack, names) -> AsyncIterator[Commands]:
-    """A stand-in for payments' queue, bound before orders publishes anything."""
+    """A stand-in for payments: the exchanges it owns, and a queue on its commands bound before
+    orders publishes anything."""
     seen = Commands()
+    payments = payments_wiring()
     connection = await aio_pika.connect(stack.amqp_url)
     async with connection:
         channel = await connection.channel()
-        exchange = await channel.declare_exchange(
-            names + "payments.commands", aio_pika.ExchangeType.DIRECT, durable=True
-        )
+        for name, kind in payments.exchanges.items():
+            await channel.declare_exchange(names + name, aio_pika.ExchangeType(kind), durable=True)
+        [commands] = payments.rabbit
         queue = await channel.declare_queue(exclusive=True)
-        for key in ("payment.requested", "payment.refund_requested"):
-            await queue.bind(exchange, key)
+        for key in commands.routing_keys:
+            await queue.bind(names + commands.exchange, key)
 
         async def collect(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             async with message.process():
@@ -192,7 +193,7 @@ async def _delete_queues(amqp_url: str, work: str) -> None:
     """Quorum queues are not free: drop this test's once it is over."""
     async with await aio_pika.connect(amqp_url) as connection:
         channel = await connection.channel()
-        for name in [work, parking_queue(work), *(retry_queue(work, d) for d in RETRY_DELAYS_MS)]:
+        for name in [work, parking_queue(work), *(retry_queue(work, d) for d in RETRY_DELAYS)]:
             await channel.queue_delete(name)
 
 

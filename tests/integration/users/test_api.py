@@ -8,6 +8,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from shared.api import MAX_PAGE_LIMIT
 from tests.integration.users.probes import count, outbox_types
 from users import api, db
 
@@ -171,11 +172,11 @@ async def test_pagination_edges(users):
 
     past = (await users.http.get("/api/v1/users?page=4&limit=2")).json()
     assert past == {"items": [], "total": 5, "page": 4, "pages": 3}
-    widest = await users.http.get(f"/api/v1/users?limit={api.MAX_PAGE_LIMIT}")
+    widest = await users.http.get(f"/api/v1/users?limit={MAX_PAGE_LIMIT}")
     assert widest.status_code == 200
     assert len(widest.json()["items"]) == 5
 
-    for query in ("limit=0", f"limit={api.MAX_PAGE_LIMIT + 1}", "limit=-1", "page=0"):
+    for query in ("limit=0", f"limit={MAX_PAGE_LIMIT + 1}", "limit=-1", "page=0"):
         response = await users.http.get(f"/api/v1/users?{query}")
         assert response.status_code == 422, query
         assert response.json()["detail"][0]["loc"][0] == "query"

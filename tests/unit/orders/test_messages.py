@@ -13,7 +13,6 @@ from orders.messages import (
     OrderRefunded,
     PaymentRefundRequested,
     PaymentRequested,
-    order_message,
 )
 from shared.channels import Channel
 from shared.envelope import new_envelope
@@ -75,7 +74,7 @@ PAYLOADS = [
     ("type", "payload", "channel", "fields"), PAYLOADS, ids=[p[0] for p in PAYLOADS]
 )
 def test_message_goes_to_its_channel_with_the_catalogued_fields(type, payload, channel, fields):
-    envelope = order_message(payload, correlation_id="corr-1")
+    envelope = payload.envelope(correlation_id="corr-1")
     assert channel == payload.CHANNEL
     assert envelope.type == type
     assert envelope.subject == str(ORDER)
@@ -90,5 +89,5 @@ def test_message_caused_by_another_carries_its_correlation_and_causation():
     cause = new_envelope(
         type="payment.succeeded", source="payments", subject=str(ORDER), data={}, correlation_id="c"
     )
-    envelope = order_message(PaymentRefundRequested(order_id=ORDER, reason="x"), caused_by=cause)
+    envelope = PaymentRefundRequested(order_id=ORDER, reason="x").envelope(caused_by=cause)
     assert (envelope.correlationid, envelope.causationid) == ("c", cause.id)

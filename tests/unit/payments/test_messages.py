@@ -12,8 +12,6 @@ from payments.messages import (
     PaymentFailed,
     PaymentSucceeded,
     ProviderEvent,
-    payment_channel,
-    payment_event,
 )
 from shared.envelope import new_envelope
 from switchyard.webhook_sender import build_event, encode_event
@@ -33,8 +31,8 @@ def test_a_payment_event_is_keyed_and_routed_by_order_and_type():
         provider_payment_id="psp_1",
     )
 
-    event = payment_event(payload, correlation_id="corr-1", causation_id="msg_1")
-    channel = payment_channel(event.type)
+    event = payload.envelope(correlation_id="corr-1", causation_id="msg_1")
+    channel = payload.CHANNEL
 
     assert (event.type, event.subject, event.source) == (
         "payment.succeeded",
@@ -59,10 +57,8 @@ def test_a_payment_event_is_keyed_and_routed_by_order_and_type():
 def test_an_event_caused_by_a_command_follows_its_correlation():
     command = new_envelope(type="payment.requested", source="orders", subject=str(ORDER), data={})
 
-    event = payment_event(
-        PaymentFailed(payment_id=PAYMENT, order_id=ORDER, reason="declined"),
-        caused_by=command,
-        causation_id="msg_ignored",
+    event = PaymentFailed(payment_id=PAYMENT, order_id=ORDER, reason="declined").envelope(
+        caused_by=command, causation_id="msg_ignored"
     )
 
     assert (event.correlationid, event.causationid) == (command.correlationid, command.id)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from users.api import UserCreate, UserPatch
 from users.domain import changed_fields
 from users.handlers import ORDERS_EVENT_HANDLERS
-from users.messages import OrderPaid, UserDeleted, UserRegistered, user_event
+from users.messages import OrderPaid, UserDeleted, UserRegistered
 
 pytestmark = pytest.mark.unit
 
@@ -65,7 +65,7 @@ def test_changed_fields_keeps_only_real_changes():
 def test_user_event_is_keyed_and_correlated_by_its_user():
     user_id = uuid.uuid4()
     payload = UserRegistered(user_id=user_id, email="a@example.com", name="A")
-    event = user_event("user.registered", payload, correlation_id="c-1")
+    event = payload.envelope(correlation_id="c-1")
     assert event.subject == str(user_id)
     assert event.data == {"user_id": str(user_id), "email": "a@example.com", "name": "A"}
     assert (event.type, event.source, event.correlationid) == (
@@ -73,7 +73,7 @@ def test_user_event_is_keyed_and_correlated_by_its_user():
         "switchyard/users",
         "c-1",
     )
-    uncorrelated = user_event("user.deleted", UserDeleted(user_id=user_id))
+    uncorrelated = UserDeleted(user_id=user_id).envelope()
     assert uncorrelated.correlationid == uncorrelated.id  # a new flow starts here
 
 
