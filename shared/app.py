@@ -146,3 +146,15 @@ class CorrelationMiddleware:
 
         with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
             await self.app(scope, receive, send_with_id)
+
+
+def lazy_app(create_app: Callable[[], FastAPI]) -> Callable[[str], FastAPI]:
+    """A module `__getattr__` that builds `app` on first access: `uvicorn users.app:app` works,
+    and importing the module (tests, tools) builds nothing."""
+
+    def __getattr__(name: str) -> FastAPI:
+        if name == "app":
+            return create_app()
+        raise AttributeError(name)
+
+    return __getattr__

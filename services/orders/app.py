@@ -13,7 +13,7 @@ from orders.handlers import PAYMENT_EVENT_HANDLERS, USERS_EVENT_HANDLERS
 from orders.messages import PAYMENT_EVENTS_QUEUE, PAYMENTS_EVENTS, PRODUCED, USERS_EVENTS_TOPIC
 from orders.settings import OrdersSettings
 from orders.users_client import UsersClient
-from shared.app import create_service_app
+from shared.app import create_service_app, lazy_app
 from shared.wiring import KafkaSubscription, RabbitSubscription, Wiring
 
 
@@ -50,8 +50,4 @@ def create_app(settings: OrdersSettings | None = None, *, consume: bool = True) 
     )
 
 
-def __getattr__(name: str) -> FastAPI:
-    # `uvicorn orders.app:app` builds the app on first access, so importing this module is cheap.
-    if name == "app":
-        return create_app()
-    raise AttributeError(name)
+__getattr__ = lazy_app(create_app)

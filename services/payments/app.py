@@ -17,7 +17,7 @@ from payments.messages import (
 )
 from payments.settings import PaymentsSettings
 from payments.webhooks import router as webhooks_router
-from shared.app import create_service_app
+from shared.app import create_service_app, lazy_app
 from shared.webhooks import WebhookVerifier
 from shared.wiring import RabbitSubscription, Wiring
 
@@ -53,8 +53,4 @@ def create_app(settings: PaymentsSettings | None = None, *, consume: bool = True
     return app
 
 
-def __getattr__(name: str) -> FastAPI:
-    # `uvicorn payments.app:app` builds the app on first access, so importing this module is cheap.
-    if name == "app":
-        return create_app()
-    raise AttributeError(name)
+__getattr__ = lazy_app(create_app)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from shared.app import create_service_app
+from shared.app import create_service_app, lazy_app
 from shared.wiring import KafkaSubscription, Wiring
 from users import db
 from users.api import router
@@ -34,8 +34,4 @@ def create_app(settings: UsersSettings | None = None, *, consume: bool = True) -
     )
 
 
-def __getattr__(name: str) -> FastAPI:
-    # `uvicorn users.app:app` builds the app on first access, so importing this module is cheap.
-    if name == "app":
-        return create_app()
-    raise AttributeError(name)
+__getattr__ = lazy_app(create_app)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from payments.domain import (
+    AMOUNT_MISMATCH_REASON,
+    DECLINED,
     TRANSITIONS,
+    Owed,
     Payment,
     PaymentStatus,
     ProviderReport,
@@ -82,3 +85,49 @@ def test_terminal_states_have_no_way_out():
 
 def test_an_unknown_report_is_ignored():
     assert on_provider_report(payment(S.AWAITING_CONFIRMATION), report("payment.disputed")).ignored
+
+
+# What each settled report writes on the payment, and the event orders is owed for it.
+def test_a_success_keeps_the_providers_id_and_owes_payment_succeeded():
+    decision = on_provider_report(
+        payment(S.AWAITING_CONFIRMATION), ProviderReport("payment.succeeded", 4200, "EUR", "psp_1")
+    )
+    assert decision.changes == {"provider_payment_id": "psp_1"}
+    assert (decision.owes, decision.outcome) == (Owed.PAYMENT_SUCCEEDED, "applied")
+
+
+def test_a_failure_writes_its_reason_and_tells_orders_the_same_reason():
+    told = ProviderReport("payment.failed", 4200, "EUR", "psp_1", "card_declined")
+    silent = ProviderReport("payment.failed", 4200, "EUR", "psp_1")
+    decision = on_provider_report(payment(S.AWAITING_CONFIRMATION), told)
+    assert decision.changes == {"provider_payment_id": "psp_1", "failure_reason": "card_declined"}
+    assert (decision.owes, decision.reason) == (Owed.PAYMENT_FAILED, "card_declined")
+    unexplained = on_provider_report(payment(S.AWAITING_CONFIRMATION), silent)
+    assert unexplained.reason == unexplained.changes["failure_reason"] == DECLINED
+
+
+def test_an_amount_mismatch_is_told_to_orders_as_a_failure_it_can_tell_apart():
+    decision = on_provider_report(
+        payment(S.AWAITING_CONFIRMATION), ProviderReport("payment.succeeded", 1, "EUR", "psp_1")
+    )
+    assert decision.status is S.AMOUNT_MISMATCH
+    assert (decision.owes, decision.reason) == (Owed.PAYMENT_FAILED, AMOUNT_MISMATCH_REASON)
+    assert decision.changes["failure_reason"] == decision.note
+
+
+def test_a_refund_keeps_the_payments_own_provider_id_and_owes_payment_refunded():
+    decision = on_provider_report(
+        payment(S.SUCCEEDED), ProviderReport("payment.refunded", 4200, "EUR", "psp_refund")
+    )
+    assert decision.changes == {}
+    assert decision.owes is Owed.PAYMENT_REFUNDED
+
+
+def test_a_refund_request_owes_nothing_until_the_provider_refunds():
+    decision = on_refund_requested(payment(S.SUCCEEDED))
+    assert (decision.status, decision.owes) == (S.REFUND_PENDING, None)
+
+
+def test_an_ignored_report_writes_nothing_and_owes_nothing():
+    decision = on_provider_report(payment(S.FAILED), report("payment.succeeded"))
+    assert (decision.outcome, decision.changes, decision.owes) == ("ignored", {}, None)
