@@ -70,12 +70,6 @@ def work_queues(all_wirings: Sequence[Wiring]) -> list[str]:
     return [sub.queue for wiring in all_wirings for sub in wiring.rabbit]
 
 
-def parking(all_wirings: Sequence[Wiring]) -> list[str]:
-    """Where parked messages wait: each work queue's `.dlq` and each topic's `.dlt`."""
-    queues = [parking_queue(queue) for queue in work_queues(all_wirings)]
-    return queues + [topic + DEAD_LETTER_SUFFIX for topic in consumer_groups(all_wirings)]
-
-
 def consumer_groups(all_wirings: Sequence[Wiring]) -> dict[str, tuple[str, ...]]:
     """Kafka topic -> the consumer groups that read it."""
     groups: dict[str, list[str]] = {}

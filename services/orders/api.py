@@ -116,9 +116,7 @@ async def get_order(order_id: uuid.UUID, s: ReadSessionDep) -> OrderOut:
 
 
 @router.get("", response_model=OrderPage)
-async def list_orders(
-    s: SessionDep, asked: PageDep, user_id: uuid.UUID | None = None
-) -> OrderPage:
+async def list_orders(s: SessionDep, asked: PageDep, user_id: uuid.UUID | None = None) -> OrderPage:
     """Orders, oldest first, of one user when `user_id` is given, a page at a time."""
     rows, total = await db.list_orders(s, user_id, offset=asked.offset, limit=asked.limit)
     return OrderPage.of([OrderOut.of(r) for r in rows], total=total, asked=asked)

@@ -106,9 +106,7 @@ async def get_user(user_id: uuid.UUID, s: ReadSessionDep) -> UserOut:
 
 
 @router.get("", response_model=UserPage)
-async def list_users(
-    s: SessionDep, asked: PageDep
-) -> UserPage:
+async def list_users(s: SessionDep, asked: PageDep) -> UserPage:
     """Users, oldest first, a page at a time; a page past the last is empty."""
     rows, total = await db.list_users(s, offset=asked.offset, limit=asked.limit)
     return UserPage.of([UserOut.of(r) for r in rows], total=total, asked=asked)
