@@ -29,6 +29,7 @@ from shared.logging import configure_logging
 from shared.outbox import add_to_outbox, outbox_table
 from shared.outbox_relay import OutboxRelay
 from shared.rabbit import RabbitBus
+from shared.retry import RetryPolicy
 
 SCHEMA = "bench"
 
@@ -108,10 +109,12 @@ async def relay_run(endpoints, table: sa.Table, n: int, *, spaced_ms: float | No
         RabbitBus(endpoints.amqp_url, prefix=prefix),
         KafkaBus(endpoints.kafka_bootstrap, prefix=prefix),
     )
-    await rabbit.connect()
+    await rabbit.start()
     await kafka.start()
     await rabbit.declare_exchange("bench.events", "topic")
-    await rabbit.declare_queue("bench.sink", exchange="bench.events", routing_keys=["#"])
+    await rabbit.declare_queue(
+        "bench.sink", exchange="bench.events", routing_keys=["#"], retry=RetryPolicy((1.0,))
+    )  # nothing consumes the sink: its one retry queue stays empty
     await kafka.ensure_topics({"bench.events": 3})
     relay = OutboxRelay(engine, table, {"rabbit": rabbit, "kafka": kafka}, poll_interval=1.0)
     await relay.start()
@@ -153,7 +156,7 @@ async def relay_run(endpoints, table: sa.Table, n: int, *, spaced_ms: float | No
             latencies = [(float(sent) - committed[id_]) * 1000 for id_, sent in rows]
     finally:
         await relay.stop()
-        await rabbit.close()
+        await rabbit.stop()
         await kafka.stop()
         await engine.dispose()
     return {

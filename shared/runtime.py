@@ -3,57 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.db import make_engine, make_sessions
-from shared.dispatch import Dispatcher, Handler
-from shared.kafka import GroupTimings, KafkaBus, KafkaConsumer, KafkaRetry
+from shared.dispatch import Dispatcher
+from shared.kafka import GroupTimings, KafkaBus, KafkaConsumer
 from shared.outbox_relay import OutboxRelay
-from shared.rabbit import RabbitBus, RabbitConsumer, RetryPolicy
+from shared.rabbit import RabbitBus, RabbitConsumer
 from shared.settings import ServiceSettings
+from shared.wiring import Wiring
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class RabbitSubscription:
-    """A work queue bound to an exchange, and what to do with each message type on it."""
-
-    queue: str
-    exchange: str
-    handlers: Mapping[str, Handler]
-    exchange_type: str = "topic"
-
-    @property
-    def routing_keys(self) -> Sequence[str]:
-        return tuple(self.handlers)
-
-
-@dataclass(frozen=True)
-class KafkaSubscription:
-    """A consumer group on a topic, and what to do with the event types it reads."""
-
-    topic: str
-    group: str
-    handlers: Mapping[str, Handler]
-
-
-@dataclass(frozen=True)
-class Wiring:
-    """One service's message flow on one screen: what it declares, publishes and consumes."""
-
-    service: str
-    outbox: sa.Table
-    inbox: sa.Table
-    exchanges: Mapping[str, str] = field(default_factory=dict)  # name -> type
-    topics: Mapping[str, int] = field(default_factory=dict)  # name -> partitions
-    rabbit: Sequence[RabbitSubscription] = ()
-    kafka: Sequence[KafkaSubscription] = ()
 
 
 class Runtime:
@@ -85,10 +48,12 @@ class Runtime:
             {"rabbit": self.rabbit, "kafka": self.kafka},
             poll_interval=settings.outbox_poll_interval,
         )
+        # One policy per broker, the same object for declaring a queue and consuming it.
+        self.rabbit_retry, self.kafka_retry = settings.rabbit_retry, settings.kafka_retry
         self.consumers: list[RabbitConsumer | KafkaConsumer] = []
 
     async def start(self) -> None:
-        await asyncio.gather(self.rabbit.connect(), self.kafka.start())
+        await asyncio.gather(self.rabbit.start(), self.kafka.start())
         await self._declare()
         await self.relay.start()
         if self.consume:
@@ -99,28 +64,27 @@ class Runtime:
         w = self.wiring
         for name, kind in w.exchanges.items():
             await self.rabbit.declare_exchange(name, kind)
-        retry = RetryPolicy(tuple(self.settings.rabbit_retry_delays_ms))
         for sub in w.rabbit:
-            await self.rabbit.declare_exchange(sub.exchange, sub.exchange_type)
             await self.rabbit.declare_queue(
-                sub.queue, exchange=sub.exchange, routing_keys=sub.routing_keys, retry=retry
+                sub.queue,
+                exchange=sub.exchange,
+                routing_keys=sub.routing_keys,
+                retry=self.rabbit_retry,
             )
-        topics = dict(w.topics) | {sub.topic: w.topics.get(sub.topic, 3) for sub in w.kafka}
-        if topics:
-            await self.kafka.ensure_topics(topics)
+        if w.topics:
+            await self.kafka.ensure_topics(dict.fromkeys(w.topics, w.partitions))
 
     async def _start_consumers(self) -> None:
         w = self.wiring
         for sub in w.rabbit:
             dispatcher = Dispatcher(sub.queue, sub.handlers, self.sessions, w.inbox)
-            self.consumers.append(await self.rabbit.consume(sub.queue, dispatcher))
-        retry = KafkaRetry(
-            attempts=self.settings.kafka_retry_attempts,
-            backoff=tuple(self.settings.kafka_retry_backoff),
-        )
+            consumer = await self.rabbit.consume(sub.queue, dispatcher, retry=self.rabbit_retry)
+            self.consumers.append(consumer)
         for sub in w.kafka:
             dispatcher = Dispatcher(sub.group, sub.handlers, self.sessions, w.inbox)
-            consumer = self.kafka.consumer([sub.topic], sub.group, dispatcher, retry=retry)
+            consumer = self.kafka.consumer(
+                [sub.topic], sub.group, dispatcher, retry=self.kafka_retry
+            )
             await consumer.start()
             self.consumers.append(consumer)
 
@@ -135,7 +99,7 @@ class Runtime:
             await consumer.stop()
         self.consumers.clear()
         await self.relay.stop()
-        await asyncio.gather(self.rabbit.close(), self.kafka.stop(), return_exceptions=True)
+        await asyncio.gather(self.rabbit.stop(), self.kafka.stop(), return_exceptions=True)
         await self.engine.dispose()
         log.info("service stopped", service=self.wiring.service)
 

@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.retry import RetryPolicy
+
 
 class ServiceSettings(BaseSettings):
     """The part of a service's settings that is the same for all three."""
@@ -30,9 +32,10 @@ class ServiceSettings(BaseSettings):
     db_pool_size: int = 10
     db_statement_timeout_ms: int = 5000
     outbox_poll_interval: float = 1.0
-    rabbit_retry_delays_ms: tuple[int, ...] = (1000, 5000, 25000)
-    kafka_retry_attempts: int = 3
-    kafka_retry_backoff: tuple[float, ...] = (0.2, 1.0, 5.0)
+    # Seconds a failed message waits before each retry; after the last it is parked. RabbitMQ
+    # waits in a retry queue (one per delay), Kafka in-process with its partition held, so short.
+    rabbit_retry_delays: tuple[float, ...] = (1.0, 5.0, 25.0)
+    kafka_retry_delays: tuple[float, ...] = (0.2, 1.0)
     log_format: Literal["json", "console"] = "console"
     log_level: str = "INFO"
     # Spans are always made (their ids travel in messages and logs); exported only when asked:
@@ -47,3 +50,20 @@ class ServiceSettings(BaseSettings):
         if self.kafka_heartbeat_interval_ms >= self.kafka_session_timeout_ms:
             raise ValueError("KAFKA_HEARTBEAT_INTERVAL_MS must be below KAFKA_SESSION_TIMEOUT_MS")
         return self
+
+    @model_validator(mode="after")
+    def _retry_delays_make_policies(self) -> ServiceSettings:
+        for name in ("rabbit_retry_delays", "kafka_retry_delays"):
+            try:
+                RetryPolicy(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name.upper()}: {exc}") from None
+        return self
+
+    @property
+    def rabbit_retry(self) -> RetryPolicy:
+        return RetryPolicy(self.rabbit_retry_delays)
+
+    @property
+    def kafka_retry(self) -> RetryPolicy:
+        return RetryPolicy(self.kafka_retry_delays)

@@ -1,14 +1,7 @@
 """Kafka adapter: acknowledged publishing, topics with dead-letter twins, committing consumers."""
 
 from shared.kafka.bus import KafkaBus
-from shared.kafka.config import DEAD_LETTER_SUFFIX, GroupTimings, KafkaRetry
-from shared.kafka.consumer import Handler, KafkaConsumer
+from shared.kafka.config import GroupTimings
+from shared.kafka.consumer import KafkaConsumer
 
-__all__ = [
-    "DEAD_LETTER_SUFFIX",
-    "GroupTimings",
-    "Handler",
-    "KafkaBus",
-    "KafkaConsumer",
-    "KafkaRetry",
-]
+__all__ = ["GroupTimings", "KafkaBus", "KafkaConsumer"]

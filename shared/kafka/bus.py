@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import TracebackType
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -10,10 +11,12 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.channels import Channel
 from shared.envelope import CONTENT_TYPE, Envelope, encode
-from shared.kafka.config import DEAD_LETTER_SUFFIX, GroupTimings, Headers, KafkaRetry
-from shared.kafka.consumer import Handler, KafkaConsumer
+from shared.handlers import Receiver
+from shared.kafka.config import DEAD_LETTER_SUFFIX, GroupTimings, Headers
+from shared.kafka.consumer import KafkaConsumer
 from shared.kafka.producer import RecordProducer
 from shared.metrics import MESSAGES_PUBLISHED
+from shared.retry import RetryPolicy
 from shared.tracing import publishing
 
 log = structlog.get_logger(__name__)
@@ -41,6 +44,10 @@ class KafkaBus:
         self._min_insync_replicas = min_insync_replicas
         self.producer = RecordProducer(bootstrap, client_id, publish_timeout)
 
+    def name(self, logical: str) -> str:
+        """The broker-side name of a topic or consumer group."""
+        return self.prefix + logical
+
     async def start(self) -> None:
         """Connect the producer."""
         await self.producer.start()
@@ -49,13 +56,21 @@ class KafkaBus:
         """Deliver what is buffered (for at most the publish timeout) and close the producer."""
         await self.producer.stop()
 
+    async def __aenter__(self) -> KafkaBus:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
     async def ping(self) -> None:
         """Ask the cluster for its metadata (readiness); raises if no broker answers."""
         await self.producer.client.fetch_all_metadata()
-
-    def topic(self, name: str) -> str:
-        """The broker-side name of a logical topic or group."""
-        return self.prefix + name
 
     async def ensure_topics(self, partitions: Mapping[str, int]) -> None:
         """Create each missing topic, and its dead-letter twin, with the given partition count."""
@@ -63,7 +78,7 @@ class KafkaBus:
         configs = {"min.insync.replicas": str(self._min_insync_replicas)}
         wanted = [
             NewTopic(
-                self.topic(name) + suffix, count, self._replication_factor, topic_configs=configs
+                self.name(name) + suffix, count, self._replication_factor, topic_configs=configs
             )
             for name, count in partitions.items()
             for suffix in ("", DEAD_LETTER_SUFFIX)
@@ -98,7 +113,7 @@ class KafkaBus:
         ]
         with publishing("kafka", channel.name, envelope.id, envelope.type, headers or {}):
             await self.producer.send(
-                self.topic(channel.name),
+                self.name(channel.name),
                 encode(envelope),
                 key=(key or envelope.subject).encode(),
                 headers=record_headers,
@@ -111,9 +126,19 @@ class KafkaBus:
         self,
         topics: Sequence[str],
         group: str,
-        handler: Handler,
+        receiver: Receiver,
         *,
-        retry: KafkaRetry = KafkaRetry(),
+        retry: RetryPolicy,
     ) -> KafkaConsumer:
         """A group member for logical `topics`; it dead-letters through this bus's producer."""
-        return KafkaConsumer(self, topics, group, handler, retry=retry)
+        return KafkaConsumer(
+            self.bootstrap,
+            topics,
+            group,
+            receiver,
+            retry=retry,
+            dead_letters=self.producer,
+            client_id=self.client_id,
+            prefix=self.prefix,
+            timings=self.group_timings,
+        )

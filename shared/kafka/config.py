@@ -1,4 +1,4 @@
-"""Retry policy, group timings and dead-letter headers of the Kafka adapter."""
+"""Group timings and dead-letter headers of the Kafka adapter."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from aiokafka import ConsumerRecord
 
+from shared import failure_headers as fh
+
 DEAD_LETTER_SUFFIX = ".dlt"
 
 Headers = list[tuple[str, bytes]]
-
-MAX_ERROR_MESSAGE = 1000  # bytes: enough to diagnose without bloating the dead letter
 
 
 @dataclass(frozen=True)
@@ -27,34 +27,12 @@ class GroupTimings:
         }
 
 
-@dataclass(frozen=True)
-class KafkaRetry:
-    """How often a record is handed to its handler, and how long to wait between attempts.
-
-    `backoff[n]` is the wait before attempt n + 2; the last wait repeats when attempts outnumber it.
-    """
-
-    attempts: int = 3
-    backoff: tuple[float, ...] = (0.2, 1.0, 5.0)
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts must be at least 1")
-        if not self.backoff:
-            raise ValueError("backoff needs at least one delay")
-
-    def delay_after(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        return self.backoff[min(attempt, len(self.backoff)) - 1]
-
-
 def parking_headers(record: ConsumerRecord, exc: BaseException, attempts: int) -> Headers:
     """Why and from where a record was moved to its dead-letter topic."""
-    return [
-        ("x-error-type", type(exc).__name__.encode()),
-        ("x-error-message", str(exc).encode()[:MAX_ERROR_MESSAGE]),
-        ("x-attempts", str(attempts).encode()),
-        ("x-original-topic", record.topic.encode()),
-        ("x-original-partition", str(record.partition).encode()),
-        ("x-original-offset", str(record.offset).encode()),
-    ]
+    why = {**fh.error_headers(exc), fh.ATTEMPTS: str(attempts)}
+    where = {
+        fh.ORIGINAL_TOPIC: record.topic,
+        fh.ORIGINAL_PARTITION: str(record.partition),
+        fh.ORIGINAL_OFFSET: str(record.offset),
+    }
+    return [(name, value.encode()) for name, value in (why | where).items()]

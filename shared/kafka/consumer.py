@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, suppress
-from typing import TYPE_CHECKING
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -14,41 +13,49 @@ from opentelemetry.trace import Span
 
 from shared.envelope import Envelope, decode
 from shared.errors import DependencyUnavailable, MalformedMessage, PermanentError, PublishError
-from shared.kafka.config import DEAD_LETTER_SUFFIX, KafkaRetry, parking_headers
+from shared.handlers import Receiver
+from shared.kafka.config import DEAD_LETTER_SUFFIX, GroupTimings, parking_headers
+from shared.kafka.producer import RecordProducer
 from shared.metrics import (
     HANDLER_SECONDS,
     MESSAGES_CONSUMED,
     MESSAGES_DEAD_LETTERED,
     MESSAGES_RETRIED,
 )
+from shared.retry import RetryPolicy
 from shared.tracing import consuming
-
-if TYPE_CHECKING:
-    from shared.kafka.bus import KafkaBus
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[Envelope], Awaitable[None]]
-
 
 class KafkaConsumer:
-    """Hands each record to `handler` in partition order, retries, dead-letters, then commits."""
+    """Hands each record to `receiver` in partition order, retries, dead-letters, then commits.
+
+    Topics and the group are logical names; `prefix` makes them the broker's. Dead letters go
+    out through `dead_letters`, the process's one producer.
+    """
 
     def __init__(
         self,
-        bus: KafkaBus,
+        bootstrap: str,
         topics: Sequence[str],
         group: str,
-        handler: Handler,
+        receiver: Receiver,
         *,
-        retry: KafkaRetry = KafkaRetry(),
+        retry: RetryPolicy,
+        dead_letters: RecordProducer,
+        client_id: str = "switchyard",
+        prefix: str = "",
+        timings: GroupTimings = GroupTimings(),
         max_records: int = 100,
     ) -> None:
-        self._bus = bus
-        self._topics = [bus.topic(t) for t in topics]
-        self.group = bus.topic(group)
-        self._handler = handler
+        self._bootstrap, self._client_id, self._timings = bootstrap, client_id, timings
+        self._prefix = prefix
+        self._topics = [prefix + t for t in topics]
+        self.group = prefix + group
+        self._receiver = receiver
         self._retry = retry
+        self._dead_letters = dead_letters
         self._max_records = max_records
         self.assigned = asyncio.Event()  # set while this member holds an assignment
         self.partitions: frozenset[TopicPartition] = frozenset()
@@ -62,12 +69,12 @@ class KafkaConsumer:
     async def start(self) -> None:
         """Join the group and start handling records."""
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bus.bootstrap,
-            client_id=self._bus.client_id,
+            bootstrap_servers=self._bootstrap,
+            client_id=self._client_id,
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",  # a new group reads what was published before it joined
-            **self._bus.group_timings.consumer_settings(),
+            **self._timings.consumer_settings(),
         )
         self._consumer.subscribe(self._topics, listener=_Rebalance(self))
         await self._consumer.start()
@@ -149,8 +156,8 @@ class KafkaConsumer:
             self._consumer.seek(tp, offset)
 
     async def _handle(self, record: ConsumerRecord) -> bool:
-        """Run the handler with retries; False if a stop or rebalance cut the retries short."""
-        channel = record.topic.removeprefix(self._bus.prefix)
+        """Run the receiver with retries; False if a stop or rebalance cut the retries short."""
+        channel = record.topic.removeprefix(self._prefix)
         try:
             envelope = decode(record.value or b"")
         except MalformedMessage as exc:
@@ -165,20 +172,20 @@ class KafkaConsumer:
                         HANDLER_SECONDS.labels(broker="kafka", channel=channel).time(),
                         self._span(record, channel, envelope, attempt),
                     ):
-                        await self._handler(envelope)
+                        await self._receiver(envelope)
                 except PermanentError as exc:
                     return await self._dead_letter(record, channel, exc, attempts=attempt)
                 except DependencyUnavailable as exc:
                     outage += 1  # not the record's fault: wait for the server, attempts untouched
-                    delay = self._retry.delay_after(outage)
+                    delay = self._retry.wait(outage)
                     log.warning("kafka.waiting_for_dependency", delay=delay, error=repr(exc))
                     if not await self._backoff(delay):
                         return False
                 except Exception as exc:
-                    if attempt >= self._retry.attempts:
+                    delay = self._retry.delay_after(attempt)
+                    if delay is None:
                         return await self._dead_letter(record, channel, exc, attempts=attempt)
                     MESSAGES_RETRIED.labels(broker="kafka", channel=channel).inc()
-                    delay = self._retry.delay_after(attempt)
                     log.warning("kafka.retry", attempt=attempt, delay=delay, error=repr(exc))
                     if not await self._backoff(delay):
                         return False
@@ -198,7 +205,7 @@ class KafkaConsumer:
             envelope.type,
             record.headers,
             **{
-                "messaging.consumer.group.name": self.group.removeprefix(self._bus.prefix),
+                "messaging.consumer.group.name": self.group.removeprefix(self._prefix),
                 "messaging.destination.partition.id": str(record.partition),
                 "messaging.kafka.offset": record.offset,
                 "switchyard.attempt": attempt,
@@ -228,12 +235,12 @@ class KafkaConsumer:
         waits = 0
         while True:
             try:
-                await self._bus.producer.send(record.topic + DEAD_LETTER_SUFFIX, record.value,
-                                            key=record.key, headers=headers, record_id=record_id)  # fmt: skip
+                await self._dead_letters.send(record.topic + DEAD_LETTER_SUFFIX, record.value,
+                                              key=record.key, headers=headers, record_id=record_id)  # fmt: skip
                 break
             except PublishError as publish_error:
                 waits += 1
-                delay = self._retry.delay_after(waits)
+                delay = self._retry.wait(waits)
                 log.warning("kafka.dead_letter_failed", delay=delay, error=repr(publish_error))
                 if not await self._backoff(delay):
                     return False

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.exceptions import ChannelNotFoundEntity
 
 from shared.channels import Channel
 from shared.envelope import CONTENT_TYPE, Envelope, encode
+from shared.handlers import Receiver
 from shared.metrics import MESSAGES_PUBLISHED
 from shared.rabbit import topology
 from shared.rabbit.confirm import confirmed_publish
-from shared.rabbit.consumer import Handler, RabbitConsumer
-from shared.rabbit.topology import RetryPolicy
+from shared.rabbit.consumer import RabbitConsumer
+from shared.retry import RetryPolicy
 from shared.tracing import publishing
 
 log = structlog.get_logger()
@@ -25,27 +28,34 @@ class RabbitBus:
     """One robust connection; callers use logical names, the bus adds `prefix` to every one."""
 
     def __init__(
-        self, url: str, *, prefix: str = "", prefetch: int = 50, confirm_timeout: float = 10.0
+        self,
+        url: str,
+        *,
+        prefix: str = "",
+        prefetch: int = 50,
+        confirm_timeout: float = 10.0,
+        exchange_wait: float = 60.0,  # for another service to declare an exchange we bind to
     ) -> None:
         self._url = url
         self.prefix = prefix
         self._prefetch = prefetch
         self._confirm_timeout = confirm_timeout
+        self._exchange_wait = exchange_wait
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None  # topology and publishing
-        self._policies: dict[str, RetryPolicy] = {}
         self._consumers: list[RabbitConsumer] = []
 
     def name(self, logical: str) -> str:
         """The broker-side name of an exchange or queue."""
         return self.prefix + logical
 
-    async def connect(self) -> None:
+    async def start(self) -> None:
+        """Connect; the connection and its channels come back by themselves after an outage."""
         self._connection = await aio_pika.connect_robust(self._url)
         self._channel = await self._connection.channel(publisher_confirms=True)
         log.info("rabbit.connected", prefix=self.prefix)
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         """Stop every consumer gracefully, then close the connection."""
         for consumer in self._consumers:
             await consumer.stop()
@@ -55,7 +65,7 @@ class RabbitBus:
             self._connection = self._channel = None
 
     async def __aenter__(self) -> RabbitBus:
-        await self.connect()
+        await self.start()
         return self
 
     async def __aexit__(
@@ -64,7 +74,7 @@ class RabbitBus:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        await self.stop()
 
     async def ping(self) -> None:
         """Ask the broker for real (readiness); raises, or waits while it is unreachable."""
@@ -75,6 +85,7 @@ class RabbitBus:
         await self._open_channel().declare_exchange("amq.topic", passive=True, robust=False)
 
     async def declare_exchange(self, name: str, type: str = "topic") -> None:
+        """Declare an exchange this service owns; others only bind to it (declare_queue)."""
         await self._open_channel().declare_exchange(
             self.name(name), aio_pika.ExchangeType(type), durable=True
         )
@@ -85,26 +96,60 @@ class RabbitBus:
         *,
         exchange: str,
         routing_keys: Sequence[str],
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy,
+        delivery_limit: int = topology.DELIVERY_LIMIT,
     ) -> None:
-        """Work queue bound to `exchange`, one retry queue per tier, parking queue `<queue>.dlq`."""
+        """Work queue bound to `exchange`, one retry queue per delay, parking queue `<queue>.dlq`.
+
+        The exchange is its owner's to declare, perhaps in another service starting now: until
+        it exists, this waits (at most `exchange_wait` seconds). Consume with the same `retry`.
+        """
         channel = self._open_channel()
         work = self.name(queue)
         await channel.declare_queue(
             topology.parking_queue(work), durable=True, arguments=topology.PARKING_QUEUE_ARGUMENTS
         )
-        for delay_ms in sorted(set(retry.delays_ms)):
+        tiers = {topology.ttl_ms(delay): delay for delay in retry.delays}
+        for _, delay in sorted(tiers.items()):
             await channel.declare_queue(
-                topology.retry_queue(work, delay_ms),
+                topology.retry_queue(work, delay),
                 durable=True,
-                arguments=topology.retry_queue_arguments(work, delay_ms),
+                arguments=topology.retry_queue_arguments(work, delay),
             )
         declared = await channel.declare_queue(
-            work, durable=True, arguments=topology.work_queue_arguments(work, retry)
+            work, durable=True, arguments=topology.work_queue_arguments(work, delivery_limit)
         )
+        await self._exchange_declared(exchange)
         for key in routing_keys:
             await declared.bind(self.name(exchange), key)
-        self._policies[queue] = retry
+
+    async def _exchange_declared(self, exchange: str) -> None:
+        """Return once `exchange` exists; TimeoutError if its owner has not declared it in time."""
+        name = self.name(exchange)
+        waiting = False
+        try:
+            async with asyncio.timeout(self._exchange_wait):
+                while not await self._exchange_exists(name):
+                    if not waiting:
+                        log.info(f"waiting for exchange {name}, declared by its owner")
+                        waiting = True
+                    await asyncio.sleep(0.5)
+        except TimeoutError as exc:
+            raise TimeoutError(
+                f"exchange {name!r} was not declared within {self._exchange_wait}s by its owner"
+            ) from exc
+
+    async def _exchange_exists(self, name: str) -> bool:
+        assert self._connection is not None
+        # A plain channel of its own: asking for a missing exchange closes the channel it was
+        # asked on, and a robust channel would be reopened behind our back.
+        probe = aio_pika.Channel(self._connection, publisher_confirms=False)
+        try:
+            async with probe:
+                await probe.declare_exchange(name, passive=True)
+        except ChannelNotFoundEntity:
+            return False
+        return True
 
     async def publish(
         self,
@@ -153,19 +198,19 @@ class RabbitBus:
         )
 
     async def consume(
-        self, queue: str, handler: Handler, *, retry: RetryPolicy | None = None
+        self, queue: str, receiver: Receiver, *, retry: RetryPolicy
     ) -> RabbitConsumer:
-        """Start handling `queue` on its own channel; `retry` must match the declared tiers."""
+        """Start handling `queue` on its own channel, with the `retry` it was declared with."""
         if self._connection is None:
-            raise RuntimeError("RabbitBus.connect() was not called")
+            raise RuntimeError("RabbitBus.start() was not called")
         channel = await self._connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=self._prefetch)
         consumer = RabbitConsumer(
             channel,
             queue,
             self.name(queue),
-            handler,
-            retry or self._policies.get(queue, RetryPolicy()),
+            receiver,
+            retry,
             self._confirm_timeout,
         )
         await consumer.start()
@@ -174,5 +219,5 @@ class RabbitBus:
 
     def _open_channel(self) -> AbstractRobustChannel:
         if self._channel is None:
-            raise RuntimeError("RabbitBus.connect() was not called")
+            raise RuntimeError("RabbitBus.start() was not called")
         return self._channel

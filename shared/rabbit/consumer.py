@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -13,8 +13,10 @@ from aio_pika import DeliveryMode, Message
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustQueue
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
+from shared import failure_headers as fh
 from shared.envelope import Envelope, decode
 from shared.errors import DependencyUnavailable, PermanentError, PublishError
+from shared.handlers import Receiver
 from shared.metrics import (
     HANDLER_SECONDS,
     MESSAGES_CONSUMED,
@@ -23,9 +25,8 @@ from shared.metrics import (
 )
 from shared.rabbit import topology
 from shared.rabbit.confirm import confirmed_publish
+from shared.retry import RetryPolicy
 from shared.tracing import consuming
-
-Handler = Callable[[Envelope], Awaitable[None]]
 
 log = structlog.get_logger()
 
@@ -57,14 +58,14 @@ class RabbitConsumer:
         channel: AbstractRobustChannel,
         queue: str,
         prefixed: str,
-        handler: Handler,
-        retry: topology.RetryPolicy,
+        receiver: Receiver,
+        retry: RetryPolicy,
         confirm_timeout: float,
     ) -> None:
         self.queue = queue
         self._prefixed = prefixed
         self._channel = channel
-        self._handler = handler
+        self._receiver = receiver
         self._retry = retry
         self._confirm_timeout = confirm_timeout
         self._amqp_queue: AbstractRobustQueue | None = None
@@ -126,7 +127,7 @@ class RabbitConsumer:
             return
         delivery = Delivery(
             queue=self.queue,
-            routing_key=str(headers.get(topology.ORIGINAL_ROUTING_KEY, message.routing_key or "")),
+            routing_key=str(headers.get(fh.ORIGINAL_ROUTING_KEY, message.routing_key or "")),
             headers=headers,
             attempt=attempt,
             redelivered=bool(message.redelivered),
@@ -159,16 +160,16 @@ class RabbitConsumer:
                     **{"switchyard.attempt": attempt},
                 ),
             ):
-                await self._handler(envelope)
+                await self._receiver(envelope)
         except PermanentError as exc:
             await self._park(message, exc, attempt)
         except DependencyUnavailable as exc:
-            # Not the message's fault: back after the shortest delay, its attempts untouched.
+            # Not the message's fault: back after the first delay, its attempts untouched.
             await self._schedule_retry(
-                message, exc, attempt - 1, self._retry.delays_ms[0], counted=False
+                message, exc, attempt - 1, self._retry.delays[0], counted=False
             )
         except Exception as exc:
-            delay = self._retry.delay_for(attempt)
+            delay = self._retry.delay_after(attempt)
             if delay is None:
                 await self._park(message, exc, attempt)
             else:
@@ -183,24 +184,18 @@ class RabbitConsumer:
         message: AbstractIncomingMessage,
         exc: Exception,
         attempt: int,
-        delay_ms: int,
+        delay: float,
         *,
         counted: bool = True,  # False while a dependency is down: not the message's failure
     ) -> None:
-        target = topology.retry_queue(self._prefixed, delay_ms)
-        extra = {topology.ATTEMPTS: attempt}
-        if await self._forward(message, target, extra):
+        target = topology.retry_queue(self._prefixed, delay)
+        if await self._forward(message, target, {fh.ATTEMPTS: attempt}):
             if counted:
                 MESSAGES_RETRIED.labels("rabbit", self.queue).inc()
-            log.warning("rabbit.retry_scheduled", delay_ms=delay_ms, error=repr(exc))
+            log.warning("rabbit.retry_scheduled", delay=delay, error=repr(exc))
 
     async def _park(self, message: AbstractIncomingMessage, exc: Exception, attempt: int) -> None:
-        extra = {
-            topology.ATTEMPTS: attempt,
-            topology.ERROR_TYPE: type(exc).__name__,
-            topology.ERROR_MESSAGE: str(exc)[:1000],
-            topology.ORIGINAL_QUEUE: self.queue,
-        }
+        extra = {fh.ATTEMPTS: attempt, **fh.error_headers(exc), fh.ORIGINAL_QUEUE: self.queue}
         if await self._forward(message, topology.parking_queue(self._prefixed), extra):
             MESSAGES_DEAD_LETTERED.labels("rabbit", self.queue).inc()
             log.error("rabbit.parked", queue=self.queue, attempt=attempt, error=repr(exc))
@@ -218,8 +213,8 @@ class RabbitConsumer:
             if k not in topology.BROKER_DEATH_HEADERS
         }
         # Retried messages come back via the default exchange: remember where they first arrived.
-        headers.setdefault(topology.ORIGINAL_EXCHANGE, message.exchange or "")
-        headers.setdefault(topology.ORIGINAL_ROUTING_KEY, message.routing_key or "")
+        headers.setdefault(fh.ORIGINAL_EXCHANGE, message.exchange or "")
+        headers.setdefault(fh.ORIGINAL_ROUTING_KEY, message.routing_key or "")
         headers.update(extra)
         copy = Message(
             body=message.body,
@@ -247,7 +242,7 @@ class RabbitConsumer:
 def _attempts_so_far(headers: Mapping[str, Any]) -> int:
     # Only this adapter should set it; a stray value from a publisher must not crash the consumer.
     try:
-        return max(0, int(headers.get(topology.ATTEMPTS, 0)))
+        return max(0, int(headers.get(fh.ATTEMPTS, 0)))
     except (TypeError, ValueError):
         return 0
 

@@ -17,7 +17,8 @@ from prometheus_client import REGISTRY
 from shared.channels import Channel
 from shared.envelope import Envelope, encode, new_envelope
 from shared.errors import DependencyUnavailable, PermanentError, PublishError, TransientError
-from shared.kafka import KafkaBus, KafkaConsumer, KafkaRetry
+from shared.kafka import KafkaBus, KafkaConsumer
+from shared.retry import RetryPolicy
 from tests.support.eventually import eventually
 from tests.support.kafka_probe import committed, header_map, read_records, record_count
 from tests.support.services import QUICK_GROUPS
@@ -25,7 +26,7 @@ from tests.support.services import QUICK_GROUPS
 pytestmark = pytest.mark.integration
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-QUICK_RETRY = KafkaRetry(attempts=3, backoff=(0.01,))
+QUICK_RETRY = RetryPolicy(delays=(0.01, 0.01))  # three attempts
 ORDERS = Channel.kafka("orders.events")
 
 StartMember = Callable[..., Awaitable[KafkaConsumer]]
@@ -33,10 +34,8 @@ StartMember = Callable[..., Awaitable[KafkaConsumer]]
 
 @pytest.fixture
 async def bus(stack, names: str) -> AsyncIterator[KafkaBus]:
-    bus = KafkaBus(stack.kafka_bootstrap, prefix=names, group_timings=QUICK_GROUPS)
-    await bus.start()
-    yield bus
-    await bus.stop()
+    async with KafkaBus(stack.kafka_bootstrap, prefix=names, group_timings=QUICK_GROUPS) as bus:
+        yield bus
 
 
 @pytest.fixture
@@ -44,7 +43,7 @@ async def start_member(bus: KafkaBus) -> AsyncIterator[StartMember]:
     """Start a group member and wait for its assignment; every one is stopped afterwards."""
     members: list[KafkaConsumer] = []
 
-    async def start(topic: str, group: str, handler, retry: KafkaRetry = QUICK_RETRY):
+    async def start(topic: str, group: str, handler, retry: RetryPolicy = QUICK_RETRY):
         member = bus.consumer([topic], group, handler, retry=retry)
         members.append(member)
         await member.start()

@@ -21,6 +21,7 @@ from shared.kafka import KafkaBus
 from shared.outbox import add_all_to_outbox, add_to_outbox, notify_channel, outbox_table
 from shared.outbox_relay import OutboxRelay
 from shared.rabbit import RabbitBus
+from shared.retry import RetryPolicy
 from tests.support.eventually import eventually
 from tests.support.proxy import TcpProxy
 
@@ -235,6 +236,7 @@ async def test_outbox_survives_a_broker_outage_and_keeps_order_per_subject(
             PAYMENT_REQUESTS,
             exchange=PAYMENT_REQUESTED.name,
             routing_keys=[PAYMENT_REQUESTED.routing_key],
+            retry=RetryPolicy((1.0,)),  # nothing consumes it here
         )
     amqp = URL(stack.amqp_url)
     async with TcpProxy(amqp.host, amqp.port) as proxy:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 import time
@@ -19,8 +20,8 @@ from prometheus_client import REGISTRY
 from shared.channels import Channel
 from shared.envelope import CONTENT_TYPE, Envelope, decode, new_envelope
 from shared.errors import DependencyUnavailable, PermanentError, PublishError, TransientError
-from shared.rabbit import Delivery, RabbitBus, RetryPolicy, current_delivery, parking_queue
-from shared.rabbit.topology import retry_queue
+from shared.rabbit import Delivery, RabbitBus, current_delivery, parking_queue, retry_queue
+from shared.retry import RetryPolicy
 from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.integration
@@ -30,8 +31,8 @@ EXCHANGE = "payments.commands"
 QUEUE = "payments.payment-requests"
 KEY = "payment.requested"
 COMMANDS = Channel.rabbit(EXCHANGE, KEY)
-FAST = RetryPolicy(delays_ms=(50, 100))
-SLOW = RetryPolicy(delays_ms=(30_000,))  # longer than any test: the message stays parked in tier 1
+FAST = RetryPolicy(delays=(0.05, 0.1))
+SLOW = RetryPolicy(delays=(30.0,))  # longer than any test: the message stays parked in tier 1
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -57,7 +58,7 @@ async def raw(amqp_url: str) -> AsyncIterator[AbstractChannel]:
 async def delete_topology(url: str, prefix: str) -> None:
     """Drop what these tests declare; deleting a queue that does not exist is not an error."""
     work = prefix + QUEUE
-    tiers = {*FAST.delays_ms, *SLOW.delays_ms, *RetryPolicy().delays_ms}
+    tiers = {*FAST.delays, *SLOW.delays}
     async with await aio_pika.connect(url) as connection:
         channel = await connection.channel()
         for name in [work, parking_queue(work), *(retry_queue(work, d) for d in tiers)]:
@@ -65,9 +66,9 @@ async def delete_topology(url: str, prefix: str) -> None:
         await channel.exchange_delete(prefix + EXCHANGE)
 
 
-async def declare(bus: RabbitBus, retry: RetryPolicy = FAST) -> None:
+async def declare(bus: RabbitBus, retry: RetryPolicy = FAST, **queue: int) -> None:
     await bus.declare_exchange(EXCHANGE, "direct")
-    await bus.declare_queue(QUEUE, exchange=EXCHANGE, routing_keys=[KEY], retry=retry)
+    await bus.declare_queue(QUEUE, exchange=EXCHANGE, routing_keys=[KEY], retry=retry, **queue)
 
 
 def payment_requested(amount_cents: int = 1250) -> Envelope:
@@ -137,7 +138,7 @@ async def test_published_message_carries_cloudevents_properties(bus, raw, names)
 async def test_round_trip_keeps_envelope_and_headers(bus, raw, names):
     await declare(bus)
     handler = Recorder()
-    consumer = await bus.consume(QUEUE, handler)
+    consumer = await bus.consume(QUEUE, handler, retry=FAST)
     envelope = payment_requested()
 
     await bus.publish(COMMANDS, envelope, headers={"traceparent": TRACEPARENT})
@@ -187,7 +188,7 @@ async def test_message_of_a_killed_consumer_process_is_delivered_again(bus, amqp
         await consumer.wait()
 
     handler = Recorder()
-    await bus.consume(QUEUE, handler)
+    await bus.consume(QUEUE, handler, retry=FAST)
 
     await eventually(lambda: handler.calls, message="redelivery to the second consumer")
     received, delivery, _ = handler.calls[0]
@@ -208,7 +209,7 @@ async def test_transient_failure_is_retried_after_a_delay_then_succeeds(bus, raw
     await declare(bus, FAST)
     retried_before = counter("switchyard_messages_retried_total")
     handler = Recorder(failures=2)
-    await bus.consume(QUEUE, handler)
+    await bus.consume(QUEUE, handler, retry=FAST)
     envelope = payment_requested()
 
     await bus.publish(COMMANDS, envelope)
@@ -228,9 +229,9 @@ async def test_transient_failure_is_retried_after_a_delay_then_succeeds(bus, raw
 async def test_a_database_outage_is_waited_out_and_never_parks(bus, raw, names):
     await declare(bus, FAST)
     retried_before = counter("switchyard_messages_retried_total")
-    outage = len(FAST.delays_ms) + 3  # longer than the message's whole retry budget
+    outage = len(FAST.delays) + 3  # longer than the message's whole retry budget
     handler = Recorder(failures=outage, error=DependencyUnavailable)
-    await bus.consume(QUEUE, handler)
+    await bus.consume(QUEUE, handler, retry=FAST)
     envelope = payment_requested()
 
     await bus.publish(COMMANDS, envelope)
@@ -245,7 +246,7 @@ async def test_persistent_failure_is_parked_with_its_reason_after_every_attempt(
     await declare(bus, FAST)
     parked_before = counter("switchyard_messages_dead_lettered_total")
     handler = Recorder(failures=1_000, error=RuntimeError)
-    await bus.consume(QUEUE, handler)
+    await bus.consume(QUEUE, handler, retry=FAST)
     envelope = payment_requested()
 
     await bus.publish(COMMANDS, envelope, headers={"traceparent": TRACEPARENT})
@@ -268,7 +269,7 @@ async def test_persistent_failure_is_parked_with_its_reason_after_every_attempt(
 async def test_permanent_error_is_parked_at_once(bus, raw, names):
     await declare(bus, FAST)
     handler = Recorder(failures=1_000, error=PermanentError)
-    await bus.consume(QUEUE, handler)
+    await bus.consume(QUEUE, handler, retry=FAST)
 
     await bus.publish(COMMANDS, payment_requested())
 
@@ -285,7 +286,7 @@ async def test_permanent_error_is_parked_at_once(bus, raw, names):
 async def test_poison_message_is_parked_at_once(bus, raw, names, body):
     await declare(bus, FAST)
     handler = Recorder()
-    await bus.consume(QUEUE, handler)
+    await bus.consume(QUEUE, handler, retry=FAST)
     exchange = await raw.get_exchange(names + EXCHANGE)
 
     await exchange.publish(aio_pika.Message(body, message_id="poison-1"), KEY)
@@ -316,13 +317,13 @@ async def test_poison_and_failing_messages_do_not_hold_up_the_ones_behind(amqp_u
         await bus.publish(COMMANDS, failing)
         for envelope in good:
             await bus.publish(COMMANDS, envelope)
-        await bus.consume(QUEUE, handler)
+        await bus.consume(QUEUE, handler, retry=SLOW)
 
         await eventually(lambda: len(handled) == len(good), message="good messages handled")
         assert handled == [envelope.id for envelope in good]
         assert await depth(raw, parking_queue(names + QUEUE)) == 1
         # The failing message waits out its 30 s delay aside, not at the head of the work queue.
-        assert await depth(raw, retry_queue(names + QUEUE, 30_000)) == 1
+        assert await depth(raw, retry_queue(names + QUEUE, SLOW.delays[0])) == 1
     await delete_topology(amqp_url, names)
 
 
@@ -354,7 +355,7 @@ async def test_graceful_stop_finishes_the_in_flight_handler_and_acks_it(bus, raw
         await release.wait()
         finished.append(envelope.id)
 
-    consumer = await bus.consume(QUEUE, slow)
+    consumer = await bus.consume(QUEUE, slow, retry=FAST)
     in_flight, later = payment_requested(), payment_requested()
     await bus.publish(COMMANDS, in_flight)
     await eventually(started.is_set, message="handler started")
@@ -377,7 +378,7 @@ async def test_graceful_stop_finishes_the_in_flight_handler_and_acks_it(bus, raw
 
 async def test_requeue_loop_is_parked_by_the_delivery_limit(bus, raw, names):
     # A message that kills every consumer comes back forever unless the broker counts deliveries.
-    await declare(bus, RetryPolicy(delays_ms=(50,), delivery_limit=2))
+    await declare(bus, FAST, delivery_limit=2)
     envelope = payment_requested()
     await bus.publish(COMMANDS, envelope)
     queue = await raw.get_queue(names + QUEUE)
@@ -393,9 +394,38 @@ async def test_requeue_loop_is_parked_by_the_delivery_limit(bus, raw, names):
 
 async def test_ping_asks_the_broker_and_fails_once_closed(amqp_url, names):
     bus = RabbitBus(amqp_url, prefix=names)
-    await bus.connect()
+    await bus.start()
     await bus.ping()
-    await bus.close()
+    await bus.stop()
 
     with pytest.raises(ConnectionError):
         await bus.ping()
+
+
+async def test_a_queue_is_bound_once_the_exchange_owner_declared_it(bus, raw, amqp_url, names):
+    # The exchange is another service's, which may well start after this one.
+    binding = asyncio.create_task(
+        bus.declare_queue(QUEUE, exchange=EXCHANGE, routing_keys=[KEY], retry=FAST)
+    )
+    await eventually(lambda: queue_exists(amqp_url, names + QUEUE), message="work queue declared")
+    assert not binding.done()  # waiting for the exchange, not failing
+
+    await bus.declare_exchange(EXCHANGE, "direct")  # its owner starts
+    await asyncio.wait_for(binding, timeout=10)
+
+    await bus.publish(COMMANDS, payment_requested())
+    assert await eventually(lambda: depth_is(raw, names + QUEUE, 1))
+
+
+async def test_a_queue_whose_exchange_never_comes_gives_up(amqp_url, names):
+    async with RabbitBus(amqp_url, prefix=names, exchange_wait=1.0) as bus:
+        with pytest.raises(TimeoutError, match=re.escape(names + EXCHANGE)):
+            await bus.declare_queue(QUEUE, exchange=EXCHANGE, routing_keys=[KEY], retry=FAST)
+    await delete_topology(amqp_url, names)
+
+
+async def queue_exists(amqp_url: str, queue: str) -> bool:
+    """A passive declare on a connection of its own: a missing queue closes the channel."""
+    async with await aio_pika.connect(amqp_url) as connection:
+        await (await connection.channel()).declare_queue(queue, passive=True)
+    return True

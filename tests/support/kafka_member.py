@@ -17,6 +17,7 @@ import structlog
 
 from shared.envelope import Envelope
 from shared.kafka import KafkaBus
+from shared.retry import RetryPolicy
 from tests.support.services import QUICK_GROUPS
 
 
@@ -33,7 +34,7 @@ async def main(bootstrap: str, prefix: str, topic: str, group: str, hold_id: str
 
     bus = KafkaBus(bootstrap, prefix=prefix, group_timings=QUICK_GROUPS)
     await bus.start()
-    member = bus.consumer([topic], group, handle)
+    member = bus.consumer([topic], group, handle, retry=RetryPolicy((0.2, 1.0)))
     await member.start()
     partitions = await member.wait_assigned(timeout=30)
     report(assigned=sorted(tp.partition for tp in partitions))

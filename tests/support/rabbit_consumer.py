@@ -11,6 +11,7 @@ import sys
 
 from shared.envelope import Envelope
 from shared.rabbit import RabbitBus
+from shared.retry import RetryPolicy
 
 
 async def hold(envelope: Envelope) -> None:
@@ -21,8 +22,9 @@ async def hold(envelope: Envelope) -> None:
 
 async def main(url: str, prefix: str, queue: str) -> None:
     bus = RabbitBus(url, prefix=prefix)
-    await bus.connect()
-    await bus.consume(queue, hold)
+    await bus.start()
+    # `hold` never fails, so no retry queue is ever used: any policy will do.
+    await bus.consume(queue, hold, retry=RetryPolicy((1.0,)))
     print("consuming", flush=True)
     await asyncio.Event().wait()
 

@@ -11,6 +11,8 @@ S = TypeVar("S", bound=ServiceSettings)
 
 # Test members' group timings: the local broker's group.min.session.timeout.ms is 1 s.
 QUICK_GROUPS = GroupTimings(session_timeout_ms=3000, heartbeat_interval_ms=300)
+# Quick RabbitMQ retries (seconds): the tests delete a retry queue per delay afterwards.
+RETRY_DELAYS = (0.05, 0.1, 0.2)
 
 
 def settings_for(cls: type[S], service: str, stack, database, names: str, **overrides) -> S:
@@ -26,8 +28,8 @@ def settings_for(cls: type[S], service: str, stack, database, names: str, **over
         kafka_session_timeout_ms=QUICK_GROUPS.session_timeout_ms,
         kafka_heartbeat_interval_ms=QUICK_GROUPS.heartbeat_interval_ms,
         outbox_poll_interval=0.5,
-        rabbit_retry_delays_ms=(50, 100, 200),
-        kafka_retry_backoff=(0.05, 0.1, 0.2),
+        rabbit_retry_delays=RETRY_DELAYS,
+        kafka_retry_delays=(0.05, 0.1),
         db_pool_size=5,
     )
     values.update(overrides)

@@ -17,13 +17,12 @@ from payments.settings import PaymentsSettings
 from shared.rabbit import parking_queue, retry_queue
 from switchyard.client import StackUrls, SwitchyardClient
 from tests.support.servers import serving
-from tests.support.services import settings_for
+from tests.support.services import RETRY_DELAYS, settings_for
 from users.app import create_app as create_users_app
 from users.settings import UsersSettings
 
 SECRET = "whsec_" + base64.b64encode(b"in-process system webhook secret").decode()
 WORK_QUEUES = ("orders.payment-events", "payments.payment-requests")
-RETRY_DELAYS_MS = (50, 100, 200)  # what settings_for configures
 
 
 @dataclass(frozen=True)
@@ -107,6 +106,6 @@ async def _delete_queues(amqp_url: str, names: str) -> None:
             for name in [
                 work,
                 parking_queue(work),
-                *(retry_queue(work, d) for d in RETRY_DELAYS_MS),
+                *(retry_queue(work, d) for d in RETRY_DELAYS),
             ]:
                 await channel.queue_delete(name)
