@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from switchyard.stack.bootstrap import REPO, bootstrap
 from switchyard.stack.endpoints import Endpoints
 from switchyard.stack.processes import StackError
-from switchyard.stack.selection import choose_backend, external_endpoints
+from switchyard.stack.selection import choose_backend, open_stack
 from switchyard.stack.services import SERVICES, ServiceProcess, service_env
 
 # Where `make up` keeps its servers' data, pids and URLs; another directory is another stack.
 STATE = Path(os.environ.get("SWITCHYARD_STATE_DIR") or REPO / ".stack")
-COMPOSE_FILE = REPO / "compose" / "docker-compose.yml"
 # Stable URLs across runs where these ports are free; others are chosen when they are not.
 PREFERRED_PORTS = {
     "postgres": 25432,
@@ -26,12 +25,6 @@ PREFERRED_PORTS = {
     "kafka": 29092,
     "kafka_controller": 29093,
 }
-COMPOSE_ENDPOINTS = Endpoints(
-    "docker",
-    "postgresql://switchyard:switchyard@127.0.0.1:5432/switchyard",
-    "amqp://guest:guest@127.0.0.1:5672/",
-    "127.0.0.1:9092",
-)
 
 
 def _saved() -> Endpoints | None:
@@ -49,47 +42,19 @@ def _record(endpoints: Endpoints) -> None:
     )
 
 
-def _native():
-    from switchyard.stack.native import NativeStack
-
-    return NativeStack(STATE, preferred=PREFERRED_PORTS)
-
-
-def _compose(*args: str) -> None:
-    if shutil.which("docker") is None:
-        raise StackError("docker is not installed; run with STACK=native")
-    result = subprocess.run(["docker", "compose", "-f", str(COMPOSE_FILE), *args], check=False)
-    if result.returncode != 0:
-        raise StackError(f"docker compose {' '.join(args)} failed (exit {result.returncode})")
-
-
 def up() -> tuple[Endpoints, float, list[str]]:
     """Start what is not running; returns the endpoints, seconds taken and what was started."""
     began = time.monotonic()
     saved = _saved()
-    backend = saved.backend if saved else choose_backend()
-    if backend == "native":
-        native = _native()
-        down = native.down()
-        if saved and not down and all(p.running() for p in service_processes()):
-            return saved, 0.0, []
-        # Only what is down starts: a server that died comes back on its data, while the others
-        # and the services carry on (they reconnect by themselves).
-        endpoints = native.start(down)
-        started = down
-    elif backend == "docker":
-        _compose("up", "--detach", "--wait")
-        endpoints, started = COMPOSE_ENDPOINTS, ["the compose project"]
-    else:
-        endpoints = external_endpoints(os.environ, for_tests=False)
-        if endpoints is None:
-            raise StackError(
-                "STACK=external needs DATABASE_URL, AMQP_URL and KAFKA_BOOTSTRAP_SERVERS"
-            )
-        started = []
+    stack = open_stack(
+        saved.backend if saved else choose_backend(), STATE, preferred=PREFERRED_PORTS
+    )
+    endpoints, started = stack.start()
+    if saved and not started and all(p.running() for p in service_processes()):
+        return saved, 0.0, []
     _record(endpoints)
     bootstrap(endpoints.database_url)
-    if backend != "docker":  # compose runs the services itself
+    if stack.local_services:
         started += start_services(endpoints)
     return endpoints, time.monotonic() - began, started
 
@@ -111,12 +76,11 @@ def start_services(endpoints: Endpoints) -> list[str]:
     env_file, example = REPO / ".env", REPO / ".env.example"
     if not env_file.exists() and example.exists():
         shutil.copy(example, env_file)  # the documented development secrets
-    marker = str(STATE.resolve())
     processes = service_processes()
     started = [process for process in processes if not process.running()]
-    for process in started:
-        process.start(service_env(process.service, endpoints), marker)
-    for process in processes:  # those that ran on wait too: back to ready after an outage
+    with ThreadPoolExecutor(len(processes) or 1) as pool:
+        list(pool.map(lambda p: p.start(service_env(p.service, endpoints)), started))
+    for process in processes:  # those that ran wait too: back to ready after an outage
         process.wait()
     return [process.name for process in started]
 
@@ -127,13 +91,9 @@ def down() -> str:
     backend = saved.backend if saved else ("native" if (STATE / "ports.json").exists() else None)
     if backend is None:
         return "nothing to stop"
-    marker = str(STATE.resolve())
     for process in service_processes():
-        process.stop(marker)
-    if backend == "docker":
-        _compose("down", "--volumes")
-    elif backend == "native":
-        _native().stop()
+        process.stop()
+    open_stack(backend, STATE).stop()
     shutil.rmtree(STATE, ignore_errors=True)
     return f"stopped the {backend} stack"
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,33 +46,24 @@ class Fleet:
         self.peers = {s.name: self.processes[s.name].url for s in SERVICES}
         self.urls = StackUrls(**self.peers)
 
-    @property
-    def marker(self) -> str:
-        return str(self.state)
-
     def env(self, process: ServiceProcess) -> dict[str, str]:
         env = service_env(process.service, self.endpoints, peers=self.peers, prefix=self.prefix,
                           database=self.database)  # fmt: skip
         return {**env, **self.settings}
 
     def start(self, *names: str) -> None:
+        """Start the named instances (all by default) in parallel; return once each is ready."""
         chosen = [self.processes[n] for n in names] if names else list(self.processes.values())
-        for process in chosen:
-            process.start(self.env(process), self.marker)
-        for process in chosen:
-            process.wait(timeout=60)
+        with ThreadPoolExecutor(len(chosen)) as pool:
+            list(pool.map(lambda p: p.start(self.env(p), timeout=60), chosen))
 
     def kill(self, name: str) -> None:
         """SIGKILL: no shutdown code runs, exactly like a crashed container."""
-        pid = self.processes[name].pid()
-        if pid:
-            os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+        self.processes[name].kill()
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.stop(self.marker)
+        with ThreadPoolExecutor(len(self.processes)) as pool:
+            list(pool.map(lambda p: p.stop(), self.processes.values()))
 
     def logs(self, name: str) -> str:
         return self.processes[name].log.read_text(errors="replace")

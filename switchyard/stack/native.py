@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from switchyard.stack.endpoints import Endpoints
-from switchyard.stack.processes import (
-    StackError,
-    free_port,
-    pid_alive,
-    pid_mentions,
-    port_is_free,
-    wait_until,
-)
+from switchyard.stack.processes import StackError, alive, free_port, kill, port_is_free, wait_until
 from switchyard.stack.servers import Kafka, Postgres, RabbitMQ
 
 DATABASE = "switchyard"
@@ -74,16 +65,13 @@ class NativeStack:
         return Endpoints("native", url, self.rabbitmq.url, self.kafka.bootstrap, str(self.state))
 
     def down(self) -> list[str]:
-        """The servers whose process is not running (a pid now used by another program counts)."""
-        marker = str(self.state)
-        return [
-            name
-            for name, server in self.servers.items()
-            if not ((pid := server.server_pid()) and pid_alive(pid) and pid_mentions(pid, marker))
-        ]
+        """The servers that are not running, each asked with its own tool or pid file."""
+        with ThreadPoolExecutor(3) as pool:
+            running = list(pool.map(lambda s: s.running(), self.servers.values()))
+        return [name for name, up in zip(self.servers, running, strict=True) if not up]
 
     def start(self, names: list[str] | None = None) -> Endpoints:
-        """Start the named servers (all by default) in parallel and wait until each answers.
+        """Start the named servers (all by default) in parallel; each returns once it answers.
 
         Each keeps its data from an earlier run; on failure, what this call started is stopped.
         """
@@ -92,7 +80,6 @@ class NativeStack:
             return self.endpoints
         self.state.mkdir(parents=True, exist_ok=True)
         (self.state / "ports.json").write_text(json.dumps(self.ports.__dict__))
-        marker = str(self.state)
         for name, server in chosen.items():
             try:  # a crashed server's last processes may hold its port for a moment
                 wait_until(lambda p=server.port: port_is_free(p), 15, f"port {server.port} free")
@@ -103,25 +90,26 @@ class NativeStack:
                 ) from None
         try:
             with ThreadPoolExecutor(len(chosen)) as pool:
-                list(pool.map(lambda s: (s.start(), s.wait()), chosen.values()))
+                list(pool.map(lambda s: s.start(), chosen.values()))
         except BaseException:
-            with ThreadPoolExecutor(len(chosen)) as pool:
-                list(pool.map(lambda s: s.stop(marker), chosen.values()))
+            self._stop(chosen.values())
             raise
         return self.endpoints
 
     def stop(self) -> None:
-        marker = str(self.state)
+        self._stop(self.servers.values())
+
+    @staticmethod
+    def _stop(servers) -> None:
         with ThreadPoolExecutor(3) as pool:
-            list(pool.map(lambda s: s.stop(marker), self.servers.values()))
+            list(pool.map(lambda s: s.stop(), servers))
 
     def crash(self, name: str) -> None:
         """SIGKILL one server's main process, as a crash would end it, and wait until it is gone."""
-        pid = self.servers[name].server_pid()
-        if pid is None or not pid_alive(pid):
+        process = alive(self.servers[name].server_pid())
+        if process is None:
             raise StackError(f"{name} is not running")
-        os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not pid_alive(pid), 30, f"{name} (pid {pid}) to end")
+        kill(process)
 
 
 def crash_and_restart(endpoints: Endpoints, name: str) -> None:

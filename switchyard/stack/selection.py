@@ -7,21 +7,18 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from switchyard.stack.backends import (
+    Compose,
+    Containers,
+    External,
+    Native,
+    Stack,
+    external_endpoints,
+)
 from switchyard.stack.endpoints import Endpoints
 from switchyard.stack.processes import StackError
 
 BACKENDS = ("external", "docker", "native")
-URL_VARIABLES = ("DATABASE_URL", "AMQP_URL", "KAFKA_BOOTSTRAP_SERVERS")
-
-
-def external_endpoints(env: Mapping[str, str], *, for_tests: bool) -> Endpoints | None:
-    """URLs from the environment; tests look at TEST_-prefixed variables first."""
-    for prefix in ("TEST_", "") if for_tests else ("",):
-        values = [env.get(prefix + name) for name in URL_VARIABLES]
-        if all(values):
-            database, amqp, kafka = values
-            return Endpoints("external", database, amqp, kafka)
-    return None
 
 
 def choose_backend(
@@ -40,32 +37,34 @@ def choose_backend(
     return "docker" if docker() else "native"
 
 
+def open_stack(
+    backend: str,
+    state: Path,
+    *,
+    for_tests: bool = False,
+    env: Mapping[str, str] = os.environ,
+    preferred: dict[str, int] | None = None,
+) -> Stack:
+    """The stack of `backend`: a test session's (throwaway data, testcontainers with Docker)
+    or `make up`'s (kept in `state`, compose with Docker)."""
+    if backend == "external":
+        return External(env, for_tests=for_tests)
+    if backend == "docker":
+        return Containers() if for_tests else Compose()
+    if backend == "native":
+        return Native(state, ephemeral=for_tests, preferred=preferred)
+    raise StackError(f"unknown backend {backend!r}: one of {', '.join(BACKENDS)}")
+
+
 @contextmanager
 def test_stack(state: Path, env: Mapping[str, str] = os.environ) -> Iterator[Endpoints]:
     """Servers for one test session, bootstrapped, and stopped afterwards if we started them."""
     from switchyard.stack.bootstrap import bootstrap
 
-    backend = choose_backend(env, for_tests=True)
-    if backend == "external":
-        endpoints = external_endpoints(env, for_tests=True)
-        if endpoints is None:
-            names = ", ".join(f"[TEST_]{name}" for name in URL_VARIABLES)
-            raise StackError(f"STACK=external needs {names} in the environment")
+    stack = open_stack(choose_backend(env, for_tests=True), state, for_tests=True, env=env)
+    try:
+        endpoints, _ = stack.start()
         bootstrap(endpoints.database_url)
         yield endpoints
-    elif backend == "docker":
-        from switchyard.stack.docker import containers
-
-        with containers() as endpoints:
-            bootstrap(endpoints.database_url)
-            yield endpoints
-    else:
-        from switchyard.stack.native import NativeStack
-
-        native = NativeStack(state, ephemeral=True)
-        endpoints = native.start()
-        try:
-            bootstrap(endpoints.database_url)
-            yield endpoints
-        finally:
-            native.stop()
+    finally:
+        stack.stop()

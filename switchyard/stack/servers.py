@@ -1,35 +1,29 @@
-"""The three servers of the native stack, each started, waited on and stopped by its pid."""
+"""The three servers of the native stack, each started, checked and stopped with its own tools."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import os
+import shlex
 import shutil
-import signal
 import subprocess
 import uuid
 from pathlib import Path
 
 from switchyard.stack import system
+from switchyard.stack.daemon import Daemon
 from switchyard.stack.health import kafka_brokers
 from switchyard.stack.kafka_release import KAFKA_VERSION, broker_settings
-from switchyard.stack.processes import (
-    StackError,
-    as_user,
-    chown_tree,
-    pid_alive,
-    port_answers,
-    spawn,
-    terminate,
-    wait_until,
-    working_in,
-)
+from switchyard.stack.processes import StackError, alive, as_user, chown_tree, kill, tail
 
 ADMIN_USER, ADMIN_PASSWORD = "switchyard", "switchyard"
 
 
 class Postgres:
+    """A cluster run with pg_ctl. After a crash, pg_ctl starts it over the stale postmaster.pid
+    as soon as the old postmaster's pid is gone, and the cluster recovers from its WAL."""
+
     def __init__(self, root: Path, port: int, *, ephemeral: bool):
         self.root, self.port, self.ephemeral = root, port, ephemeral
         self.data, self.log = root / "data", root / "postgres.log"
@@ -38,68 +32,62 @@ class Postgres:
     def url(self) -> str:
         return f"postgresql://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{self.port}/postgres"
 
-    def start(self) -> None:
-        bin_dir = system.postgres_bin()
+    def _run(self, program: str, *args: str) -> subprocess.CompletedProcess:
+        cmd = [*as_user("postgres"), str(system.postgres_bin() / program), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+    def _create(self) -> None:
+        pwfile = self.root / "pwfile"
+        pwfile.write_text(ADMIN_PASSWORD + "\n")
+        chown_tree(self.root, "postgres")
+        result = self._run("initdb", "-D", str(self.data), "-U", ADMIN_USER, "--pwfile", str(pwfile),
+                           "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
+                           "--locale=C.UTF-8", "--no-sync")  # fmt: skip
+        pwfile.unlink()
+        if result.returncode != 0:
+            raise StackError(f"initdb failed:\n{result.stdout}{result.stderr}")
+        if self.ephemeral:  # test data is thrown away: no flushes to disk
+            # What these give up is lost only when the machine stops, never when Postgres
+            # crashes: a committed transaction's WAL is written out before COMMIT returns
+            # (synchronous_commit stays on), so a crash test still loses nothing committed.
+            # In the cluster's own config, so a restart keeps them.
+            with (self.data / "postgresql.conf").open("a") as conf:
+                conf.write("fsync = off\nfull_page_writes = off\n")
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the cluster (created on first use) and return once it accepts connections."""
         self.root.mkdir(parents=True, exist_ok=True)
         if not (self.data / "PG_VERSION").exists():
-            pwfile = self.root / "pwfile"
-            pwfile.write_text(ADMIN_PASSWORD + "\n")
-            chown_tree(self.root, "postgres")
-            subprocess.run(
-                [*as_user("postgres"), str(bin_dir / "initdb"), "-D", str(self.data), "-U", ADMIN_USER,
-                 "--pwfile", str(pwfile), "--auth-local=trust", "--auth-host=scram-sha-256",
-                 "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
-                check=True, capture_output=True,
-            )  # fmt: skip
-            pwfile.unlink()
-            if self.ephemeral:  # test data is thrown away: no flushes to disk
-                # What these give up is lost only when the machine stops, never when Postgres
-                # crashes: a committed transaction's WAL is written out before COMMIT returns
-                # (synchronous_commit stays on), so a crash test still loses nothing committed.
-                # In the cluster's own config, so a restart keeps them.
-                with (self.data / "postgresql.conf").open("a") as conf:
-                    conf.write("fsync = off\nfull_page_writes = off\n")
-        stale = self.data / "postmaster.pid"
-        if stale.exists():  # left by a crash
-            # The crashed postmaster's backends end by themselves within moments; until then
-            # they hold its shared memory, and a new postmaster would refuse to start.
-            wait_until(lambda: not working_in(self.data), 30, "the crashed postmaster's backends")
-            stale.unlink()
-        settings = ["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300",
-                    "-c", f"unix_socket_directories={self.root}"]  # fmt: skip
+            self._create()
         chown_tree(self.root, "postgres")
-        cmd = [
-            *as_user("postgres"),
-            str(bin_dir / "postgres"),
-            "-D",
-            str(self.data),
-            "-p",
-            str(self.port),
-        ]
-        self.pid = spawn(cmd + settings, self.log)
+        options = shlex.join(["-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
+                              "-c", "max_connections=300", "-c", f"unix_socket_directories={self.root}"])  # fmt: skip
+        result = self._run("pg_ctl", "start", "-w", "-t", str(int(timeout)), "-D", str(self.data),
+                           "-l", str(self.log), "-o", options)  # fmt: skip
+        if result.returncode != 0:
+            raise StackError(
+                f"PostgreSQL on port {self.port} did not start: {result.stderr.strip()}"
+                + tail(self.log)
+            )
 
-    def wait(self, timeout: float = 30) -> None:
-        bin_dir = system.postgres_bin()
-
-        def ready() -> bool:
-            if not pid_alive(self.pid):
-                raise StackError(f"postgres exited at start; see {self.log}\n" + _tail(self.log))
-            probe = [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
-            return subprocess.run(probe, check=False).returncode == 0
-
-        wait_until(ready, timeout, f"PostgreSQL on port {self.port}", self.log)
+    def running(self) -> bool:
+        return self._run("pg_ctl", "status", "-D", str(self.data)).returncode == 0
 
     def server_pid(self) -> int | None:
-        pidfile = self.data / "postmaster.pid"
-        return int(pidfile.read_text().split()[0]) if pidfile.exists() else None
+        """The postmaster's pid, from the first line of its lock file."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
-    def stop(self, marker: str) -> None:
-        pid = self.server_pid() or getattr(self, "pid", None)
-        if pid:
-            terminate(pid, marker, sig=signal.SIGINT)  # SIGINT: fast shutdown, rolls back sessions
+    def stop(self) -> None:
+        if self.running():  # fast: sessions are rolled back, then a clean shutdown
+            self._run("pg_ctl", "stop", "-m", "fast", "-w", "-D", str(self.data))
 
 
 class RabbitMQ:
+    """A private node, detached, driven by rabbitmqctl through its pid file."""
+
     def __init__(self, root: Path, port: int, dist_port: int, epmd_port: int):
         self.root, self.port, self.dist_port, self.epmd_port = root, port, dist_port, epmd_port
         self.node = f"switchyard-{port}@localhost"
@@ -126,45 +114,39 @@ class RabbitMQ:
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(r / "enabled_plugins"),
         }  # fmt: skip
 
-    def _ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        cmd = [
-            *as_user("rabbitmq"),
-            str(system.rabbitmq_sbin() / "rabbitmqctl"),
-            "-n",
-            self.node,
-            *args,
-        ]
-        env = {**os.environ, **self.env()}
-        return subprocess.run(
-            cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+    def _run(
+        self, program: str, *args: str, timeout: float = 60, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess:
+        cmd = [*as_user("rabbitmq"), str(system.rabbitmq_sbin() / program), *args]
+        return subprocess.run(cmd, env={**os.environ, **self.env()}, cwd=cwd,
+                              capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
 
-    def start(self) -> None:
-        sbin = system.rabbitmq_sbin()
+    def start(self, timeout: float = 60) -> None:
+        """Start the node detached and return once its application runs."""
         for sub in ("home", "mnesia", "log"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "rabbitmq.conf").write_text("log.console = false\nlog.file.level = info\n")
         (self.root / "advanced.config").write_text("[].\n")
         (self.root / "rabbitmq-env.conf").write_text("")
         (self.root / "enabled_plugins").write_text("[].\n")
-        self.pidfile.unlink(missing_ok=True)
+        self.pidfile.unlink(missing_ok=True)  # `wait` below must read the new node's pid
         chown_tree(self.root, "rabbitmq")
-        cmd = [*as_user("rabbitmq"), str(sbin / "rabbitmq-server"), "-detached"]
-        subprocess.run(cmd, env={**os.environ, **self.env()}, check=True, capture_output=True,
-                       cwd=self.root, start_new_session=True)  # fmt: skip
-
-    def wait(self, timeout: float = 60) -> None:
-        wait_until(self.pidfile.exists, timeout, "RabbitMQ pid file", self.log)
-        result = self._ctl(
-            "wait", str(self.pidfile), "--timeout", str(int(timeout)), timeout=timeout + 5
-        )
-        if result.returncode != 0:
+        started = self._run("rabbitmq-server", "-detached", cwd=self.root)
+        # `wait` waits for the pid file, then for the node's application to be running.
+        if started.returncode == 0:
+            started = self._run("rabbitmqctl", "-n", self.node, "wait", str(self.pidfile),
+                                "--timeout", str(int(timeout)), timeout=timeout + 5)  # fmt: skip
+        if started.returncode != 0:
             raise StackError(
-                f"RabbitMQ node {self.node} did not start: {result.stderr or result.stdout}"
+                f"RabbitMQ node {self.node} did not start: {started.stderr or started.stdout}"
+                + tail(self.log)
             )
-        wait_until(
-            lambda: port_answers(self.port), timeout, f"RabbitMQ on port {self.port}", self.log
-        )
+
+    def running(self) -> bool:
+        try:
+            return self._run("rabbitmqctl", "-n", self.node, "status", timeout=30).returncode == 0
+        except subprocess.TimeoutExpired:  # a node that does not answer is no use either
+            return False
 
     def server_pid(self) -> int | None:
         try:
@@ -172,11 +154,12 @@ class RabbitMQ:
         except (OSError, ValueError):
             return None
 
-    def stop(self, marker: str) -> None:
-        pid = self.server_pid()
-        if pid and pid_alive(pid):
-            self._ctl("stop", str(self.pidfile), timeout=60)
-            terminate(pid, marker, sig=signal.SIGKILL)  # only if `stop` did not end it
+    def stop(self) -> None:
+        if process := alive(self.server_pid()):
+            # `stop` with the pid file returns once the node's process is gone.
+            stopped = self._run("rabbitmqctl", "-n", self.node, "stop", str(self.pidfile))
+            if stopped.returncode != 0:  # a node that does not answer
+                kill(process)
         # Our node started its own epmd on a private port; it is ours to end.
         if epmd := shutil.which("epmd"):
             subprocess.run(
@@ -190,7 +173,7 @@ class Kafka:
     def __init__(self, root: Path, port: int, controller_port: int):
         self.root, self.port, self.controller_port = root, port, controller_port
         self.data, self.config = root / "data", root / "server.properties"
-        self.log, self.pidfile = root / "kafka.log", root / "kafka.pid"
+        self.daemon = Daemon("kafka", root / "kafka.pid", root / "kafka.log")
 
     @property
     def bootstrap(self) -> str:
@@ -215,7 +198,8 @@ class Kafka:
         return [str(system.java()), *KAFKA_JVM_OPTIONS, "-cp", f"{jars}/*",
                 f"-Dlog4j2.configurationFile={KAFKA_LOG_CONFIG}"]  # fmt: skip
 
-    def start(self) -> None:
+    def start(self, timeout: float = 90) -> None:
+        """Start the node (its storage formatted on first use); return once it answers metadata."""
         self.root.mkdir(parents=True, exist_ok=True)
         self._write_config()
         java = self._java()
@@ -227,27 +211,17 @@ class Kafka:
                 raise StackError(
                     f"formatting Kafka's storage failed:\n{result.stdout}{result.stderr}"
                 )
-        self.pid = spawn([*java, "kafka.Kafka", str(self.config)], self.log, cwd=self.root)
-        self.pidfile.write_text(str(self.pid))
+        self.daemon.start([*java, "kafka.Kafka", str(self.config)], self.port,
+                          lambda: answers_metadata(self.bootstrap), timeout=timeout, cwd=self.root)  # fmt: skip
 
-    def wait(self, timeout: float = 90) -> None:
-        def ready() -> bool:
-            if not pid_alive(self.pid):
-                raise StackError("kafka exited at start\n" + _tail(self.log))
-            return port_answers(self.port) and answers_metadata(self.bootstrap)
-
-        wait_until(ready, timeout, f"Apache Kafka on port {self.port}", self.log)
+    def running(self) -> bool:
+        return self.daemon.running()
 
     def server_pid(self) -> int | None:
-        try:
-            return int(self.pidfile.read_text())
-        except (OSError, ValueError):
-            return None
+        return self.daemon.pid()
 
-    def stop(self, marker: str) -> None:
-        pid = self.server_pid()
-        if pid:
-            terminate(pid, marker, timeout=30)  # SIGTERM: a controlled shutdown, logs closed clean
+    def stop(self) -> None:
+        self.daemon.stop(timeout=30)  # SIGTERM: a controlled shutdown, logs closed clean
 
 
 # A small heap is plenty for one local node; G1 with short pauses as Kafka's own scripts run it.
@@ -271,9 +245,3 @@ def answers_metadata(bootstrap: str) -> bool:
     except Exception:
         return False
     return True
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    return (
-        "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-    )

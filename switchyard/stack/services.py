@@ -9,15 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from switchyard.stack.bootstrap import REPO, service_url
+from switchyard.stack.daemon import Daemon
 from switchyard.stack.endpoints import Endpoints
-from switchyard.stack.processes import (
-    StackError,
-    pid_alive,
-    port_is_free,
-    spawn,
-    terminate,
-    wait_until,
-)
+from switchyard.stack.processes import wait_until
 
 
 @dataclass(frozen=True)
@@ -70,42 +64,39 @@ class ServiceProcess:
         self.service = service
         self.port = port or service.port + 100 * instance
         self.name = service.name if instance == 0 else f"{service.name}-{instance}"
-        self.dir = state / "services"
-        self.log, self.pidfile = self.dir / f"{self.name}.log", self.dir / f"{self.name}.pid"
+        folder = state / "services"
+        self.daemon = Daemon(self.name, folder / f"{self.name}.pid", folder / f"{self.name}.log")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def log(self) -> Path:
+        return self.daemon.log
+
     def pid(self) -> int | None:
-        try:
-            return int(self.pidfile.read_text())
-        except (OSError, ValueError):
-            return None
+        return self.daemon.pid()
 
     def running(self) -> bool:
-        pid = self.pid()
-        return bool(pid and pid_alive(pid))
+        return self.daemon.running()
 
-    def start(self, env: dict[str, str], marker: str) -> None:
-        if not port_is_free(self.port):
-            raise StackError(f"port {self.port} for {self.name} is in use by another program")
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def start(self, env: dict[str, str], timeout: float = 60) -> None:
+        """Start uvicorn and return once /readyz says the database and both brokers answer."""
         cmd = [sys.executable, "-m", "uvicorn", f"{self.service.name}.app:app",
                "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"]  # fmt: skip
-        pid = spawn(cmd, self.log, env={**env, "SWITCHYARD_STACK": marker}, cwd=REPO)
-        self.pidfile.write_text(str(pid))
+        self.daemon.start(
+            cmd, self.port, lambda: ready(self.url), timeout=timeout, env=env, cwd=REPO
+        )
 
     def wait(self, timeout: float = 60) -> None:
-        def up() -> bool:
-            if not self.running():
-                raise StackError(f"{self.name} exited at start; see {self.log}")
-            return ready(self.url)
+        """Until /readyz answers again, e.g. once a server that was down is back."""
+        wait_until(
+            lambda: ready(self.url), timeout, f"{self.name} ready on port {self.port}", self.log
+        )
 
-        wait_until(up, timeout, f"{self.name} /readyz on port {self.port}", self.log)
+    def stop(self) -> None:
+        self.daemon.stop(timeout=30)  # SIGTERM: uvicorn drains consumers and requests
 
-    def stop(self, marker: str) -> None:
-        pid = self.pid()
-        if pid:
-            terminate(pid, marker, timeout=30)  # SIGTERM: uvicorn drains consumers and requests
-        self.pidfile.unlink(missing_ok=True)
+    def kill(self) -> None:
+        self.daemon.kill()

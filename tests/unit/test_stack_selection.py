@@ -2,9 +2,10 @@
 
 import pytest
 
+from switchyard.stack.backends import Compose, Containers, External, Native
 from switchyard.stack.bootstrap import service_url
 from switchyard.stack.processes import StackError
-from switchyard.stack.selection import choose_backend, external_endpoints
+from switchyard.stack.selection import choose_backend, external_endpoints, open_stack
 
 pytestmark = pytest.mark.unit
 
@@ -62,3 +63,30 @@ def test_test_prefixed_urls_are_ignored_outside_tests():
 def test_service_url_logs_in_as_the_service_role():
     url = service_url("postgresql://admin:pw@db:5432/switchyard", "orders")
     assert url == "postgresql://orders_service:orders-dev@db:5432/switchyard"
+
+
+def test_each_backend_name_opens_its_stack(tmp_path):
+    native = open_stack("native", tmp_path, for_tests=True)
+    assert isinstance(native, Native) and native.servers.ephemeral
+    assert not open_stack("native", tmp_path).servers.ephemeral  # `make up` keeps its data
+    assert isinstance(open_stack("external", tmp_path, env=URLS), External)
+    with pytest.raises(StackError, match="unknown backend"):
+        open_stack("kubernetes", tmp_path)
+
+
+def test_docker_is_testcontainers_for_tests_and_compose_for_make_up(tmp_path):
+    tests, make_up = open_stack("docker", tmp_path, for_tests=True), open_stack("docker", tmp_path)
+    assert isinstance(tests, Containers) and tests.local_services
+    assert isinstance(make_up, Compose) and not make_up.local_services  # compose runs them
+    assert tests.name == make_up.name == "docker"
+
+
+def test_external_stack_hands_over_the_environment_and_starts_nothing(tmp_path):
+    endpoints, started = open_stack("external", tmp_path, env=URLS).start()
+    assert (endpoints.database_url, endpoints.kafka_bootstrap, started) == (
+        URLS["DATABASE_URL"],
+        "kafka:9092",
+        [],
+    )
+    with pytest.raises(StackError, match=r"\[TEST_\]AMQP_URL"):
+        open_stack("external", tmp_path, for_tests=True, env={}).start()
