@@ -6,7 +6,7 @@ The relay that publishes them lives in `shared.outbox_relay`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -88,14 +88,6 @@ async def owe(
     )
     await add_to_outbox(session, table, message.CHANNEL, envelope)
     return envelope
-
-
-async def add_all_to_outbox(
-    session: AsyncSession, table: sa.Table, messages: Sequence[tuple[Channel, Envelope]]
-) -> None:
-    """Queue several envelopes in one statement, in the given order (as `add_to_outbox` each)."""
-    rows = [_row(channel, envelope, None, None) for channel, envelope in messages]
-    await session.execute(_insert(table), rows)
 
 
 def _row(

@@ -18,7 +18,7 @@ from shared.channels import Channel
 from shared.db import make_sessions
 from shared.envelope import Envelope, decode, new_envelope
 from shared.kafka import KafkaBus
-from shared.outbox import add_all_to_outbox, add_to_outbox, notify_channel, outbox_table
+from shared.outbox import add_to_outbox, notify_channel, outbox_table
 from shared.outbox_relay import OutboxRelay
 from shared.rabbit import RabbitBus
 from shared.retry import RetryPolicy
@@ -158,26 +158,6 @@ async def test_committed_rows_are_published_in_order_and_marked_sent(
         b"order-1": [events[0].id, events[2].id, events[3].id],
         b"order-2": [events[1].id],
     }
-
-
-async def test_several_messages_are_queued_in_one_statement_and_keep_their_order(
-    engine, outbox, kafka, stack, names
-):
-    events = [order_event("order-1"), order_event("order-1", "order.paid")]
-    statements: list[str] = []
-    record = lambda *args: statements.append(args[2])  # noqa: E731  (conn, cursor, statement, ...)
-    sa.event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        async with make_sessions(engine).begin() as session:
-            await add_all_to_outbox(session, outbox, [(ORDERS_EVENTS, e) for e in events])
-    finally:
-        sa.event.remove(engine.sync_engine, "before_cursor_execute", record)
-
-    assert len([s for s in statements if s.lstrip().upper().startswith("INSERT")]) == 1
-    assert [row.message_id for row in await outbox_rows(engine, outbox)] == [e.id for e in events]
-    assert await OutboxRelay(engine, outbox, {"kafka": kafka}).run_once() == 2
-    records = await everything_on(stack.kafka_bootstrap, names + TOPIC)
-    assert [decode(r.value).id for r in records] == [e.id for e in events]
 
 
 async def listeners(engine: AsyncEngine, outbox: sa.Table) -> int:
