@@ -82,10 +82,9 @@ class Runtime:
             self.consumers.append(consumer)
         for sub in w.kafka:
             dispatcher = Dispatcher(sub.group, sub.handlers, self.sessions, w.inbox)
-            consumer = self.kafka.consumer(
+            consumer = await self.kafka.consume(
                 [sub.topic], sub.group, dispatcher, retry=self.kafka_retry
             )
-            await consumer.start()
             self.consumers.append(consumer)
 
     async def wait_assigned(self, timeout: float = 15.0) -> None:

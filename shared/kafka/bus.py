@@ -122,7 +122,7 @@ class KafkaBus:
         MESSAGES_PUBLISHED.labels(broker="kafka", channel=channel.name).inc()
         log.debug("kafka.published", topic=channel.name, id=envelope.id, type=envelope.type)
 
-    def consumer(
+    async def consume(
         self,
         topics: Sequence[str],
         group: str,
@@ -130,8 +130,9 @@ class KafkaBus:
         *,
         retry: RetryPolicy,
     ) -> KafkaConsumer:
-        """A group member for logical `topics`; it dead-letters through this bus's producer."""
-        return KafkaConsumer(
+        """Join `group` on logical `topics` and start handing records to `receiver`; it
+        dead-letters through this bus's producer. The caller stops it."""
+        consumer = KafkaConsumer(
             self.bootstrap,
             topics,
             group,
@@ -142,3 +143,5 @@ class KafkaBus:
             prefix=self.prefix,
             timings=self.group_timings,
         )
+        await consumer.start()
+        return consumer

@@ -44,9 +44,8 @@ async def start_member(bus: KafkaBus) -> AsyncIterator[StartMember]:
     members: list[KafkaConsumer] = []
 
     async def start(topic: str, group: str, handler, retry: RetryPolicy = QUICK_RETRY):
-        member = bus.consumer([topic], group, handler, retry=retry)
+        member = await bus.consume([topic], group, handler, retry=retry)
         members.append(member)
-        await member.start()
         await member.wait_assigned()
         return member
 

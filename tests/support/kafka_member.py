@@ -34,8 +34,7 @@ async def main(bootstrap: str, prefix: str, topic: str, group: str, hold_id: str
 
     bus = KafkaBus(bootstrap, prefix=prefix, group_timings=QUICK_GROUPS)
     await bus.start()
-    member = bus.consumer([topic], group, handle, retry=RetryPolicy((0.2, 1.0)))
-    await member.start()
+    member = await bus.consume([topic], group, handle, retry=RetryPolicy((0.2, 1.0)))
     partitions = await member.wait_assigned(timeout=30)
     report(assigned=sorted(tp.partition for tp in partitions))
     await asyncio.Event().wait()
