@@ -16,13 +16,13 @@ from payments.app import create_app as create_payments_app
 from payments.settings import PaymentsSettings
 from shared.rabbit import parking_queue, retry_queue
 from switchyard.client import StackUrls, SwitchyardClient
+from switchyard.topology import wirings, work_queues
 from tests.support.servers import serving
 from tests.support.services import RETRY_DELAYS, settings_for
 from users.app import create_app as create_users_app
 from users.settings import UsersSettings
 
 SECRET = "whsec_" + base64.b64encode(b"in-process system webhook secret").decode()
-WORK_QUEUES = ("orders.payment-events", "payments.payment-requests")
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,6 @@ async def running_system(
                 "users",
                 create_users_app(settings_for(UsersSettings, "users", stack, database, names)),
             )
-            orders_settings = settings_for(
-                OrdersSettings, "orders", stack, database, names, users_url=users
-            )
-            orders = await serve("orders", create_orders_app(orders_settings))
             payments_settings = settings_for(
                 PaymentsSettings,
                 "payments",
@@ -89,6 +85,11 @@ async def running_system(
                 **{"psp_webhook_secret": SECRET} | (payments or {}),
             )
             payments = await serve("payments", create_payments_app(payments_settings))
+            # After payments: orders binds its queue to the exchange payments owns and declares.
+            orders_settings = settings_for(
+                OrdersSettings, "orders", stack, database, names, users_url=users
+            )
+            orders = await serve("orders", create_orders_app(orders_settings))
             for app in apps.values():
                 await app.state.runtime.wait_assigned()
             client = SwitchyardClient(StackUrls(users, orders, payments), secret=SECRET)
@@ -102,7 +103,7 @@ async def _delete_queues(amqp_url: str, names: str) -> None:
     """Quorum queues are not free: drop this test's once it is over."""
     async with await aio_pika.connect(amqp_url) as connection:
         channel = await connection.channel()
-        for work in (names + queue for queue in WORK_QUEUES):
+        for work in (names + queue for queue in work_queues(wirings())):
             for name in [
                 work,
                 parking_queue(work),
