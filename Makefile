@@ -77,3 +77,7 @@ contracts: install ## Consumer tests must write the committed pacts; every provi
 
 pacts: install ## Rewrite contracts/pacts from the consumer tests (then run make contracts, commit)
 	@$(BIN)/python contracts/check.py --update
+
+.PHONY: docs
+docs: install ## Write the AsyncAPI documents and the README's message-flow table from wiring() (CHECK=1: only check)
+	@$(BIN)/python -m switchyard.docs $(if $(CHECK),--check)

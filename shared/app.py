@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from shared.asyncapi import document
 from shared.db import is_retry_later
 from shared.logging import configure_logging
 from shared.runtime import Runtime
@@ -70,6 +71,12 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     app.include_router(_operations_router())
+
+    @app.get("/asyncapi.json", tags=["operations"])
+    async def asyncapi() -> JSONResponse:
+        """This service's AsyncAPI 3.0 document: what it sends and receives, from its wiring()."""
+        return JSONResponse(document(wiring()))
+
     _install_error_handlers(app)
     app.add_middleware(CorrelationMiddleware)
     # A server span per request, continuing the caller's `traceparent` when it sends one. The
