@@ -179,7 +179,7 @@ class _Builder:
             type_,
             Channel(broker, channel, type_ if broker == "rabbit" else None),
             source={"type": "string", "minLength": 1},
-            subject="the id of what the message is about",
+            subject="the id the producer names",
             key={"type": "string"},
             data={
                 "type": "object",
