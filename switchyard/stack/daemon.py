@@ -54,8 +54,9 @@ class Daemon:
         """Start `command` in its own session, logging to `log`; return once it is ready."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("a") as out:
-            launch = _Launch(command, port, ready, timeout=timeout, envvars=env, cwd=cwd and str(cwd),
-                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+            launch = _Launch(command, port, ready, timeout=timeout, envvars=env,
+                             cwd=str(cwd) if cwd else None, stdin=subprocess.DEVNULL,
+                             stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
             try:
                 launch.start()
             except AlreadyRunning:
