@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Self, TypeVar
 
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
@@ -38,6 +38,14 @@ ReadSessionDep = Annotated[AsyncSession, Depends(read_session, scope="function")
 def correlation_id(request: Request) -> str | None:
     """The request's correlation id (the caller's X-Correlation-ID, or a new one)."""
     return getattr(request.state, "correlation_id", None)
+
+
+class Resource(BaseModel):
+    """What an endpoint answers with, read from a table row of the same field names."""
+
+    @classmethod
+    def of(cls, row) -> Self:
+        return cls.model_validate(row._mapping)
 
 
 class RequestBody(BaseModel):

@@ -19,7 +19,15 @@ from orders.domain import (
     UnknownUser,
     UsersUnavailable,
 )
-from shared.api import Page, PageDep, ReadSessionDep, RequestBody, SessionDep, correlation_id
+from shared.api import (
+    Page,
+    PageDep,
+    ReadSessionDep,
+    RequestBody,
+    Resource,
+    SessionDep,
+    correlation_id,
+)
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
 
@@ -51,7 +59,7 @@ class LineOut(BaseModel):
     unit_price_cents: int
 
 
-class OrderOut(BaseModel):
+class OrderOut(Resource):
     id: uuid.UUID
     user_id: uuid.UUID
     status: str
@@ -60,10 +68,6 @@ class OrderOut(BaseModel):
     items: list[LineOut]
     created_at: datetime
     updated_at: datetime
-
-    @classmethod
-    def of(cls, row) -> OrderOut:
-        return cls.model_validate(row._mapping, from_attributes=False)
 
 
 OrderPage = Page[OrderOut]

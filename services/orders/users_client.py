@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from http import HTTPStatus
-from types import TracebackType
 
 import aiohttp
 import structlog
@@ -13,6 +12,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from orders.domain import UnknownUser, UsersUnavailable
 from shared.app import CORRELATION_HEADER
+from shared.lifecycle import Lifecycle
 from shared.tracing import trace_headers, tracer
 
 log = structlog.get_logger(__name__)
@@ -25,7 +25,7 @@ class _Retryable(Exception):
     """Users could not be reached or failed on its side: another try may succeed."""
 
 
-class UsersClient:
+class UsersClient(Lifecycle):
     """The users service's `GET /api/v1/users/{id}`, seen from orders.
 
     aiohttp rather than httpx: this call is on every order's path, and aiohttp's client costs a
@@ -100,18 +100,7 @@ class UsersClient:
             self._http = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._http
 
-    async def aclose(self) -> None:
+    async def stop(self) -> None:
         if self._http is not None:
             await self._http.close()
             self._http = None
-
-    async def __aenter__(self) -> UsersClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -6,16 +6,15 @@ import uuid
 from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import BaseModel
 
 from payments import db
 from payments.domain import PaymentStatus
-from shared.api import Page, PageDep, ReadSessionDep, SessionDep
+from shared.api import Page, PageDep, ReadSessionDep, Resource, SessionDep
 
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
 
 
-class PaymentOut(BaseModel):
+class PaymentOut(Resource):
     id: uuid.UUID
     order_id: uuid.UUID
     user_id: uuid.UUID
@@ -26,10 +25,6 @@ class PaymentOut(BaseModel):
     failure_reason: str | None
     created_at: datetime
     updated_at: datetime
-
-    @classmethod
-    def of(cls, row) -> PaymentOut:
-        return cls.model_validate(row._mapping, from_attributes=False)
 
 
 PaymentPage = Page[PaymentOut]

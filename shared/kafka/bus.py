@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -15,6 +14,7 @@ from shared.handlers import Receiver
 from shared.kafka.config import DEAD_LETTER_SUFFIX, GroupTimings, Headers
 from shared.kafka.consumer import KafkaConsumer
 from shared.kafka.producer import RecordProducer
+from shared.lifecycle import Lifecycle
 from shared.metrics import MESSAGES_PUBLISHED
 from shared.retry import RetryPolicy
 from shared.tracing import publishing
@@ -22,7 +22,7 @@ from shared.tracing import publishing
 log = structlog.get_logger(__name__)
 
 
-class KafkaBus:
+class KafkaBus(Lifecycle):
     """One producer per process; topic and group names get `prefix` so tests never share them."""
 
     def __init__(
@@ -55,18 +55,6 @@ class KafkaBus:
     async def stop(self) -> None:
         """Deliver what is buffered (for at most the publish timeout) and close the producer."""
         await self.producer.stop()
-
-    async def __aenter__(self) -> KafkaBus:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def ping(self) -> None:
         """Ask the cluster for its metadata (readiness); raises if no broker answers."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 
 import aio_pika
 import structlog
@@ -14,6 +13,7 @@ from aio_pika.exceptions import ChannelNotFoundEntity
 from shared.channels import Channel
 from shared.envelope import CONTENT_TYPE, Envelope, encode
 from shared.handlers import Receiver
+from shared.lifecycle import Lifecycle
 from shared.metrics import MESSAGES_PUBLISHED
 from shared.rabbit import topology
 from shared.rabbit.confirm import confirmed_publish
@@ -24,7 +24,7 @@ from shared.tracing import publishing
 log = structlog.get_logger()
 
 
-class RabbitBus:
+class RabbitBus(Lifecycle):
     """One robust connection; callers use logical names, the bus adds `prefix` to every one."""
 
     def __init__(
@@ -63,18 +63,6 @@ class RabbitBus:
         if self._connection is not None:
             await self._connection.close()
             self._connection = self._channel = None
-
-    async def __aenter__(self) -> RabbitBus:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def ping(self) -> None:
         """Ask the broker for real (readiness); raises, or waits while it is unreachable."""
