@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from switchyard.stack.processes import StackError
@@ -31,7 +32,14 @@ def _apt_install(package: str) -> None:
     )
 
 
-def _require(find, package: str, what: str):
+OTHERWISE = (
+    "or run with STACK=docker or point DATABASE_URL, AMQP_URL and KAFKA_BOOTSTRAP_SERVERS "
+    "at running servers"
+)
+
+
+def require(find, package: str, what: str, *, otherwise: str = OTHERWISE):
+    """What `find()` finds, installing `package` with apt-get first when we may; else say how."""
     found = find()
     if found:
         return found
@@ -41,10 +49,33 @@ def _require(find, package: str, what: str):
         if found:
             return found
     raise StackError(
-        f"{what} is not installed. Install it with: sudo apt-get install -y {package} "
-        f"(or run with STACK=docker or point DATABASE_URL, AMQP_URL and KAFKA_BOOTSTRAP_SERVERS "
-        f"at running servers)"
+        f"{what} is not installed. Install it with: sudo apt-get install -y {package} ({otherwise})"
     )
+
+
+def filled_once(name: str, fill: Callable[[Path], None]) -> Path:
+    """`~/.cache/switchyard/<name>`, made once by `fill(folder)` and then reused.
+
+    `fill` works in a private folder that is renamed into place whole, so a fill cut short is
+    never mistaken for a finished one; it raises if it failed.
+    """
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "switchyard"
+    target = cache / name
+    if target.is_dir():
+        return target
+    partial = cache / f"{name}.part-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        fill(partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    try:
+        partial.rename(target)
+    except OSError:  # another process finished first
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
 
 
 def postgres_bin() -> Path:
@@ -57,7 +88,7 @@ def postgres_bin() -> Path:
         initdb = shutil.which("initdb")
         return Path(initdb).parent if initdb else None
 
-    return _require(find, "postgresql", "PostgreSQL server (initdb, postgres)")
+    return require(find, "postgresql", "PostgreSQL server (initdb, postgres)")
 
 
 def _major(path: str) -> int:
@@ -75,7 +106,7 @@ def rabbitmq_sbin() -> Path:
         found = shutil.which("rabbitmq-server")
         return Path(found).parent if found else None
 
-    return _require(find, "rabbitmq-server", "RabbitMQ server")
+    return require(find, "rabbitmq-server", "RabbitMQ server")
 
 
 def java() -> Path:
@@ -85,7 +116,7 @@ def java() -> Path:
         found = shutil.which("java")
         return Path(found) if found and _java_major(found) >= 17 else None
 
-    return _require(find, "openjdk-17-jre-headless", "Java 17 or newer (java)")
+    return require(find, "openjdk-17-jre-headless", "Java 17 or newer (java)")
 
 
 def _java_major(java_binary: str) -> int:
@@ -99,34 +130,26 @@ def maven() -> Path:
         found = shutil.which("mvn")
         return Path(found) if found else None
 
-    return _require(find, "maven", "Maven (mvn), which fetches the Apache Kafka jars")
+    return require(find, "maven", "Maven (mvn), which fetches the Apache Kafka jars")
 
 
 def kafka_jars(version: str) -> Path:
     """The folder of Apache Kafka's jars (its classpath): fetched by Maven once, then reused."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "switchyard"
     # Named after the pom too, so a changed dependency list is fetched anew.
     pom = hashlib.sha256(KAFKA_POM.read_bytes()).hexdigest()[:8]
-    jars = cache / f"kafka-{version}-{pom}"
-    if jars.is_dir():
-        return jars
-    java()  # Maven runs on it; say what is missing before Maven does
-    print(f"fetching the Apache Kafka {version} jars with Maven (once) ...", flush=True)
-    partial = cache / f"{jars.name}.part-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    result = subprocess.run(
-        [str(maven()), "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
-         f"-Dkafka.version={version}", "-DincludeScope=runtime", f"-DoutputDirectory={partial}"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if result.returncode != 0:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise StackError(
-            f"Maven could not fetch org.apache.kafka:kafka_2.13:{version}:\n"
-            + (result.stdout + result.stderr)[-2000:]
-        )
-    try:
-        partial.rename(jars)  # whole or not at all: a fetch cut short is never mistaken for one
-    except OSError:  # another process finished first
-        shutil.rmtree(partial, ignore_errors=True)
-    return jars
+
+    def fetch(folder: Path) -> None:
+        java()  # Maven runs on it; say what is missing before Maven does
+        print(f"fetching the Apache Kafka {version} jars with Maven (once) ...", flush=True)
+        result = subprocess.run(
+            [str(maven()), "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
+             f"-Dkafka.version={version}", "-DincludeScope=runtime", f"-DoutputDirectory={folder}"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise StackError(
+                f"Maven could not fetch org.apache.kafka:kafka_2.13:{version}:\n"
+                + (result.stdout + result.stderr)[-2000:]
+            )
+
+    return filled_once(f"kafka-{version}-{pom}", fetch)
