@@ -1,0 +1,66 @@
+"""One chaos run: customers and a provider keep coming while the blows strike, one by one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import httpx
+
+from switchyard.client import SwitchyardClient
+from switchyard.topology import flows, wirings
+from tests.chaos.blows import Arena
+from tests.chaos.ledger import Ledger, Tally
+from tests.chaos.redelivery import RabbitCopies
+from tests.chaos.shop import Shop
+from tests.support.eventually import eventually
+
+USERS = 5
+PACE = 0.1  # seconds between two new customers: about ten orders a second
+AT_LEAST = 60  # orders, however quickly the blows are over
+REPORTS = Path(os.environ.get("CHAOS_REPORTS", "build/chaos"))
+
+
+async def chaos_run(fleet, endpoints, blows, mode: str) -> tuple[Ledger, Tally]:
+    """Run the shop through every blow, then reconcile the ledger and report it."""
+    ledger = Ledger()
+    client = SwitchyardClient(fleet.urls, http=httpx.AsyncClient(timeout=5))
+    try:
+        user_ids = [(await client.create_user())["id"] for _ in range(USERS)]
+        shop = Shop(client, ledger, user_ids)
+        copies = RabbitCopies(endpoints.amqp_url.split(",")[0], fleet.prefix, flows(wirings()))
+        async with copies:
+            arena = Arena(fleet, endpoints, copies)
+            chaos = asyncio.create_task(_strike_all(arena, ledger, blows))
+            orders: list[asyncio.Task] = []
+            while not chaos.done() or len(orders) < AT_LEAST:
+                orders.append(asyncio.create_task(shop.order(len(orders))))
+                await asyncio.sleep(PACE)  # the customers' arrival rate, not a wait
+            await chaos  # a blow the system could not take fails the run here
+            await asyncio.gather(*orders)
+        for blow in ledger.blows:
+            blow.recovered = ledger.flowing_since(blow.struck)
+        tally = await ledger.reconcile(client, user_ids)
+    finally:
+        await client.aclose()
+    ledger.report(mode, tally, REPORTS / f"ledger-{mode}.json")
+    return ledger, tally
+
+
+async def _strike_all(arena: Arena, ledger: Ledger, blows) -> None:
+    """Each blow once orders flow again after the one before, and a last wait for the flow."""
+    since = ledger.started
+    for blow in [*blows, None]:
+        await eventually(
+            lambda since=since: ledger.flowing_since(since),
+            timeout=150,
+            message=f"orders flowing again after {ledger.blows[-1].name if ledger.blows else 'start'}",
+        )
+        if blow is None:
+            return
+        struck = ledger.strike(blow.name)
+        struck.outcome = await blow.strike(arena)
+        struck.healed = time.monotonic()
+        since = struck.struck

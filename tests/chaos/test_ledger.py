@@ -1,0 +1,32 @@
+"""The chaos ledger: orders and webhooks counted through every blow; nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.chaos.blows import ConnectionsCut, DeliveredTwice, ServerCrashed, ServiceKilled
+from tests.chaos.run import chaos_run
+
+# Every blow one after another, each waited out while customers keep coming: minutes, not seconds.
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(900)]
+
+SERVICES = ("users", "orders", "payments")
+SERVERS = ("postgres", "rabbitmq", "kafka")
+
+SINGLE_NODE_BLOWS = [
+    *(ServiceKilled(s) for s in SERVICES),
+    *(ServerCrashed(s) for s in SERVERS),
+    *(ConnectionsCut(service, server) for service in SERVICES for server in SERVERS),
+    DeliveredTwice(),
+]
+
+
+async def test_single_node_stack_loses_nothing_and_applies_nothing_twice(fleet, stack, capsys):
+    with capsys.disabled():
+        ledger, tally = await chaos_run(fleet, stack, SINGLE_NODE_BLOWS, "single-node")
+    assert not ledger.gave_up, ledger.gave_up
+    assert tally.lost == []
+    assert tally.applied_twice == []
+    assert tally.terminal == tally.acknowledged > 0
+    assert tally.users_with_equal_stats == tally.users
+    assert all(b.recovered is not None for b in ledger.blows)
