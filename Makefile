@@ -17,8 +17,8 @@ $(STAMP): requirements.lock pyproject.toml
 	@bash scripts/install-python.sh "$(VENV)"
 	@rm -f $(VENV)/.installed-* && touch $@
 
-up: install ## Start the stack (detached, healthy before it returns) and print the URLs
-	@$(BIN)/switchyard stack up
+up: install ## Start the stack (detached, healthy before it returns) and print the URLs (CLUSTER=3: three nodes per broker)
+	@$(BIN)/switchyard stack up $(if $(CLUSTER),--nodes $(CLUSTER))
 
 down: install ## Stop everything `make up` started
 	@$(BIN)/switchyard stack down
@@ -26,7 +26,7 @@ down: install ## Stop everything `make up` started
 status: install ## One table of server health, read from the real servers
 	@$(BIN)/switchyard stack status
 
-logs: install ## Show logs (SERVICE=users|orders|payments|postgres|rabbitmq|kafka, FOLLOW=1)
+logs: install ## Show logs (SERVICE=users|orders|payments|postgres|rabbitmq|kafka, rabbitmq-2 in a cluster, FOLLOW=1)
 	@$(BIN)/switchyard stack logs $(SERVICE) $(if $(FOLLOW),--follow)
 
 test: install ## Run the whole suite (starts its own servers unless URLs are in the environment)

@@ -26,10 +26,14 @@ def _fail(exc: Exception) -> None:
 
 
 @stack_app.command()
-def up() -> None:
+def up(
+    nodes: int | None = typer.Option(
+        None, "--nodes", help="3: cluster mode, three nodes each of RabbitMQ and Kafka (native)"
+    ),
+) -> None:
     """Start Postgres, RabbitMQ and Kafka (or find them running), bootstrap, print the URLs."""
     try:
-        endpoints, seconds, started = control.up()
+        endpoints, seconds, started = control.up(nodes)
         results = asyncio.run(check(endpoints))
     except StackError as exc:
         _fail(exc)
@@ -39,7 +43,7 @@ def up() -> None:
     state = f"started {', '.join(started)} in {seconds:.1f}s" if started else "already running"
     console.print(f"[green]{endpoints.backend} stack: {state}[/green]")
     console.print(f"  DATABASE_URL={endpoints.database_url}")
-    console.print(f"  AMQP_URL={endpoints.amqp_url}")
+    console.print(f"  AMQP_URL={endpoints.amqp_failover_url}")
     console.print(f"  KAFKA_BOOTSTRAP_SERVERS={endpoints.kafka_bootstrap}")
     for process in control.service_processes():
         console.print(f"  {process.name:<9} {process.url}  (API docs: {process.url}/docs)")

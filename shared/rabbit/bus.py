@@ -15,7 +15,7 @@ from shared.envelope import CONTENT_TYPE, Envelope, encode
 from shared.handlers import Receiver
 from shared.lifecycle import Lifecycle
 from shared.metrics import MESSAGES_PUBLISHED
-from shared.rabbit import topology
+from shared.rabbit import cluster, topology
 from shared.rabbit.confirm import confirmed_publish
 from shared.rabbit.consumer import RabbitConsumer
 from shared.retry import RetryPolicy
@@ -50,8 +50,9 @@ class RabbitBus(Lifecycle):
         return self.prefix + logical
 
     async def start(self) -> None:
-        """Connect; the connection and its channels come back by themselves after an outage."""
-        self._connection = await aio_pika.connect_robust(self._url)
+        """Connect; the connection and its channels come back by themselves after an outage,
+        on another node of a cluster when `url` lists several (comma-separated)."""
+        self._connection = await cluster.connect_robust(self._url)
         self._channel = await self._connection.channel(publisher_confirms=True)
         log.info("rabbit.connected", prefix=self.prefix)
 

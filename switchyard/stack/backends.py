@@ -41,7 +41,9 @@ def external_endpoints(env: Mapping[str, str], *, for_tests: bool) -> Endpoints 
         values = [env.get(prefix + name) for name in URL_VARIABLES]
         if all(values):
             database, amqp, kafka = values
-            return Endpoints("external", database, amqp, kafka)
+            # A cluster's AMQP_URL lists every node, comma-separated, as the services take it.
+            nodes = tuple(amqp.split(",")) if "," in amqp else ()
+            return Endpoints("external", database, amqp.split(",")[0], kafka, amqp_nodes=nodes)
     return None
 
 
@@ -108,8 +110,15 @@ class Native:
 
     name, local_services = "native", True
 
-    def __init__(self, state: Path, *, ephemeral: bool, preferred: dict[str, int] | None = None):
-        self.servers = NativeStack(state, ephemeral=ephemeral, preferred=preferred)
+    def __init__(
+        self,
+        state: Path,
+        *,
+        ephemeral: bool,
+        preferred: dict[str, int] | None = None,
+        nodes: int | None = None,
+    ):
+        self.servers = NativeStack(state, ephemeral=ephemeral, preferred=preferred, nodes=nodes)
 
     def start(self) -> tuple[Endpoints, list[str]]:
         # Only what is down starts: a server that died comes back on its data, while the

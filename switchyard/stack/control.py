@@ -10,6 +10,7 @@ from pathlib import Path
 
 from switchyard.stack.bootstrap import REPO, bootstrap
 from switchyard.stack.endpoints import Endpoints
+from switchyard.stack.native import port_name
 from switchyard.stack.processes import StackError
 from switchyard.stack.selection import choose_backend, open_stack
 from switchyard.stack.services import SERVICES, ServiceProcess, service_env
@@ -17,13 +18,16 @@ from switchyard.stack.services import SERVICES, ServiceProcess, service_env
 # Where `make up` keeps its servers' data, pids and URLs; another directory is another stack.
 STATE = Path(os.environ.get("SWITCHYARD_STATE_DIR") or REPO / ".stack")
 # Stable URLs across runs where these ports are free; others are chosen when they are not.
+# A cluster's node n takes the same ports plus 100 * (n - 1): 25672, 25772, 25872 for AMQP.
+NODE_BASE_PORTS = {"amqp": 25672, "rabbit_dist": 25673, "kafka": 29092, "kafka_controller": 29093}
 PREFERRED_PORTS = {
     "postgres": 25432,
-    "amqp": 25672,
-    "rabbit_dist": 25673,
     "epmd": 24369,
-    "kafka": 29092,
-    "kafka_controller": 29093,
+    **{
+        port_name(kind, node): port + 100 * (node - 1)
+        for node in (1, 2, 3)
+        for kind, port in NODE_BASE_PORTS.items()
+    },
 }
 
 
@@ -37,18 +41,23 @@ def _record(endpoints: Endpoints) -> None:
     endpoints.save(STATE / "endpoints.json")
     # `set -a; . .stack/env` exports the URLs for `make test` and for your own tools.
     (STATE / "env").write_text(
-        f"DATABASE_URL={endpoints.database_url}\nAMQP_URL={endpoints.amqp_url}\n"
+        f"DATABASE_URL={endpoints.database_url}\nAMQP_URL={endpoints.amqp_failover_url}\n"
         f"KAFKA_BOOTSTRAP_SERVERS={endpoints.kafka_bootstrap}\n"
     )
 
 
-def up() -> tuple[Endpoints, float, list[str]]:
-    """Start what is not running; returns the endpoints, seconds taken and what was started."""
+def up(nodes: int | None = None) -> tuple[Endpoints, float, list[str]]:
+    """Start what is not running; returns the endpoints, seconds taken and what was started.
+
+    `nodes` 3 starts cluster mode (native only); by default a running stack keeps its size.
+    """
     began = time.monotonic()
     saved = _saved()
-    stack = open_stack(
-        saved.backend if saved else choose_backend(), STATE, preferred=PREFERRED_PORTS
-    )
+    if saved:
+        backend = saved.backend
+    else:
+        backend = "native" if (nodes or 1) > 1 and not os.environ.get("STACK") else choose_backend()
+    stack = open_stack(backend, STATE, preferred=PREFERRED_PORTS, nodes=nodes)
     endpoints, started = stack.start()
     if saved and not started and all(p.running() for p in service_processes()):
         return saved, 0.0, []
@@ -99,11 +108,15 @@ def down() -> str:
 
 
 def logs() -> dict[str, Path]:
-    """The log file of each local server."""
+    """The log file of each local server (of a cluster: `rabbitmq-2`, `kafka-3`, ...)."""
+    folders = {path.name: path for path in STATE.glob("rabbitmq*") if path.is_dir()}
+    kafka = {path.name: path / "kafka.log" for path in STATE.glob("kafka*") if path.is_dir()}
     return {
         "postgres": STATE / "postgres" / "postgres.log",
-        "rabbitmq": next((STATE / "rabbitmq" / "log").glob("*.log"), STATE / "rabbitmq" / "log"),
-        "kafka": STATE / "kafka" / "kafka.log",
+        **{
+            name: next((path / "log").glob("*.log"), path / "log") for name, path in folders.items()
+        },
+        **kafka,
         **{p.name: p.log for p in service_processes()},
     }
 

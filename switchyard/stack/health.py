@@ -41,12 +41,15 @@ async def kafka_brokers(bootstrap: str) -> str:
 
 
 async def check(endpoints: Endpoints) -> list[tuple[str, str, bool, str, float]]:
-    """(server, url, healthy, detail, seconds) for each server, asked in parallel."""
-    probes = {
-        "postgres": (endpoints.database_url, _postgres(endpoints.database_url)),
-        "rabbitmq": (endpoints.amqp_url, _rabbitmq(endpoints.amqp_url)),
-        "kafka": (endpoints.kafka_bootstrap, kafka_brokers(endpoints.kafka_bootstrap)),
-    }
+    """(server, url, healthy, detail, seconds) for each server (each node of a cluster), asked
+    in parallel."""
+    probes = {"postgres": (endpoints.database_url, _postgres(endpoints.database_url))}
+    rabbits = endpoints.amqp_nodes or (endpoints.amqp_url,)
+    brokers = endpoints.kafka_bootstrap.split(",")
+    for n, url in enumerate(rabbits, 1):
+        probes["rabbitmq" if len(rabbits) == 1 else f"rabbitmq-{n}"] = (url, _rabbitmq(url))
+    for n, address in enumerate(brokers, 1):
+        probes["kafka" if len(brokers) == 1 else f"kafka-{n}"] = (address, kafka_brokers(address))
 
     async def run(name: str, url: str, probe) -> tuple[str, str, bool, str, float]:
         started = time.monotonic()

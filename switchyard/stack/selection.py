@@ -44,24 +44,34 @@ def open_stack(
     for_tests: bool = False,
     env: Mapping[str, str] = os.environ,
     preferred: dict[str, int] | None = None,
+    nodes: int | None = None,
 ) -> Stack:
     """The stack of `backend`: a test session's (throwaway data, testcontainers with Docker)
-    or `make up`'s (kept in `state`, compose with Docker)."""
+    or `make up`'s (kept in `state`, compose with Docker). `nodes` 3 is cluster mode, which
+    only the native stack runs."""
+    if (nodes or 1) > 1 and backend != "native":
+        raise StackError(f"cluster mode runs on the native stack (STACK=native), not {backend}")
     if backend == "external":
         return External(env, for_tests=for_tests)
     if backend == "docker":
         return Containers() if for_tests else Compose()
     if backend == "native":
-        return Native(state, ephemeral=for_tests, preferred=preferred)
+        return Native(state, ephemeral=for_tests, preferred=preferred, nodes=nodes)
     raise StackError(f"unknown backend {backend!r}: one of {', '.join(BACKENDS)}")
 
 
 @contextmanager
-def test_stack(state: Path, env: Mapping[str, str] = os.environ) -> Iterator[Endpoints]:
-    """Servers for one test session, bootstrapped, and stopped afterwards if we started them."""
+def test_stack(
+    state: Path, env: Mapping[str, str] = os.environ, *, nodes: int = 1
+) -> Iterator[Endpoints]:
+    """Servers for one test session, bootstrapped, and stopped afterwards if we started them.
+
+    A cluster (`nodes` 3) is always the native stack's own processes.
+    """
     from switchyard.stack.bootstrap import bootstrap
 
-    stack = open_stack(choose_backend(env, for_tests=True), state, for_tests=True, env=env)
+    backend = "native" if nodes > 1 else choose_backend(env, for_tests=True)
+    stack = open_stack(backend, state, for_tests=True, env=env, nodes=nodes)
     try:
         endpoints, _ = stack.start()
         bootstrap(endpoints.database_url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import shlex
 import shutil
@@ -86,10 +87,16 @@ class Postgres:
 
 
 class RabbitMQ:
-    """A private node, detached, driven by rabbitmqctl through its pid file."""
+    """A private node, detached, driven by rabbitmqctl through its pid file.
 
-    def __init__(self, root: Path, port: int, dist_port: int, epmd_port: int):
+    The nodes of a cluster share one Erlang cookie (`cookie`) and the private epmd.
+    """
+
+    def __init__(
+        self, root: Path, port: int, dist_port: int, epmd_port: int, *, cookie: str | None = None
+    ):
         self.root, self.port, self.dist_port, self.epmd_port = root, port, dist_port, epmd_port
+        self.cookie = cookie
         self.node = f"switchyard-{port}@localhost"
         self.pidfile, self.log = root / "rabbit.pid", root / "log" / f"{self.node}.log"
 
@@ -129,6 +136,11 @@ class RabbitMQ:
         (self.root / "advanced.config").write_text("[].\n")
         (self.root / "rabbitmq-env.conf").write_text("")
         (self.root / "enabled_plugins").write_text("[].\n")
+        if self.cookie:  # Erlang reads it from $HOME and refuses it unless only its owner can
+            cookie = self.root / "home" / ".erlang.cookie"
+            cookie.unlink(missing_ok=True)
+            cookie.write_text(self.cookie)
+            cookie.chmod(0o400)
         self.pidfile.unlink(missing_ok=True)  # `wait` below must read the new node's pid
         chown_tree(self.root, "rabbitmq")
         started = self._run("rabbitmq-server", "-detached", cwd=self.root)
@@ -154,48 +166,98 @@ class RabbitMQ:
         except (OSError, ValueError):
             return None
 
+    def join(self, seed: RabbitMQ) -> None:
+        """Join the cluster of `seed` (a new node only: join_cluster resets its data first)."""
+        for args in (("stop_app",), ("join_cluster", seed.node), ("start_app",)):
+            result = self._run("rabbitmqctl", "-n", self.node, *args)
+            if result.returncode != 0:
+                raise StackError(
+                    f"RabbitMQ node {self.node} could not join {seed.node} ({args[0]}): "
+                    f"{result.stderr or result.stdout}" + tail(self.log)
+                )
+
+    def cluster_nodes(self) -> list[str]:
+        """The nodes this node's cluster has (running or not); itself alone when unclustered."""
+        result = self._run("rabbitmqctl", "-n", self.node, "cluster_status", "--formatter", "json",
+                           timeout=30)  # fmt: skip
+        if result.returncode != 0:
+            raise StackError(f"rabbitmqctl cluster_status failed: {result.stderr or result.stdout}")
+        return json.loads(result.stdout)["disk_nodes"]
+
+    def queues(self) -> list[dict]:
+        """Each queue's name, type, members and online members, as the node reports them."""
+        result = self._run("rabbitmqctl", "-n", self.node, "list_queues", "--formatter", "json",
+                           "-q", "name", "type", "members", "online", timeout=30)  # fmt: skip
+        if result.returncode != 0:
+            raise StackError(f"rabbitmqctl list_queues failed: {result.stderr or result.stdout}")
+        return json.loads(result.stdout)
+
     def stop(self) -> None:
         if process := alive(self.server_pid()):
             # `stop` with the pid file returns once the node's process is gone.
             stopped = self._run("rabbitmqctl", "-n", self.node, "stop", str(self.pidfile))
             if stopped.returncode != 0:  # a node that does not answer
                 kill(process)
-        # Our node started its own epmd on a private port; it is ours to end.
-        if epmd := shutil.which("epmd"):
-            subprocess.run(
-                [epmd, "-port", str(self.epmd_port), "-kill"], capture_output=True, check=False
-            )
+
+
+def stop_epmd(port: int) -> None:
+    """End the epmd our nodes started on a private port: it is ours, once no node is left."""
+    if epmd := shutil.which("epmd"):
+        subprocess.run([epmd, "-port", str(port), "-kill"], capture_output=True, check=False)
 
 
 class Kafka:
-    """One Apache Kafka node in KRaft mode (broker and controller), run from its Maven jars."""
+    """One Apache Kafka node in KRaft mode (broker and controller), run from its Maven jars.
 
-    def __init__(self, root: Path, port: int, controller_port: int):
+    Alone it is its own controller quorum; in a cluster, `voters` lists every node's id and
+    controller port, and all are formatted with the same `cluster_id`.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        port: int,
+        controller_port: int,
+        *,
+        node_id: int = 1,
+        voters: dict[int, int] | None = None,
+        cluster_id: str | None = None,
+        heap: tuple[str, ...] = ("-Xms256m", "-Xmx1g"),
+    ):
         self.root, self.port, self.controller_port = root, port, controller_port
+        self.node_id, self.voters, self.cluster_id, self.heap = node_id, voters, cluster_id, heap
         self.data, self.config = root / "data", root / "server.properties"
-        self.daemon = Daemon("kafka", root / "kafka.pid", root / "kafka.log")
+        name = f"kafka-{node_id}" if voters else "kafka"
+        self.daemon = Daemon(name, root / "kafka.pid", root / "kafka.log")
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def _write_config(self) -> None:
+        if self.voters:  # a static quorum: every node knows every controller from the start
+            quorum = {"controller.quorum.voters": ",".join(
+                f"{node}@127.0.0.1:{port}" for node, port in sorted(self.voters.items()))}  # fmt: skip
+        else:
+            quorum = {"controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}"}
         settings = {
             "process.roles": "broker,controller",
-            "node.id": "1",
+            "node.id": str(self.node_id),
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            **quorum,
             "log.dirs": str(self.data),
-            **broker_settings(),
+            **broker_settings(len(self.voters) if self.voters else 1),
         }
         self.config.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
 
     def _java(self) -> list[str]:
         """The JVM command with the broker's jars, up to the main class."""
         jars = system.kafka_jars(KAFKA_VERSION)
-        return [str(system.java()), *KAFKA_JVM_OPTIONS, "-cp", f"{jars}/*",
+        # KAFKA_HEAP_OPTS, as Kafka's own scripts read it, overrides the heap we chose.
+        heap = os.environ.get("KAFKA_HEAP_OPTS", "").split() or list(self.heap)
+        return [str(system.java()), *heap, *KAFKA_JVM_OPTIONS, "-cp", f"{jars}/*",
                 f"-Dlog4j2.configurationFile={KAFKA_LOG_CONFIG}"]  # fmt: skip
 
     def start(self, timeout: float = 90) -> None:
@@ -204,8 +266,12 @@ class Kafka:
         self._write_config()
         java = self._java()
         if not (self.data / "meta.properties").exists():  # a new node: format its storage once
-            format_storage = [*java, "kafka.tools.StorageTool", "format", "--standalone",
-                              "--cluster-id", _cluster_id(), "--config", str(self.config)]  # fmt: skip
+            # Alone, the node is its quorum's one voter (--standalone); in a cluster the voters
+            # are in the config already.
+            quorum = [] if self.voters else ["--standalone"]
+            format_storage = [*java, "kafka.tools.StorageTool", "format", *quorum,
+                              "--cluster-id", self.cluster_id or new_cluster_id(),
+                              "--config", str(self.config)]  # fmt: skip
             result = subprocess.run(format_storage, capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 raise StackError(
@@ -224,13 +290,13 @@ class Kafka:
         self.daemon.stop(timeout=30)  # SIGTERM: a controlled shutdown, logs closed clean
 
 
-# A small heap is plenty for one local node; G1 with short pauses as Kafka's own scripts run it.
-KAFKA_JVM_OPTIONS = ("-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                     "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true")  # fmt: skip
+# G1 with short pauses as Kafka's own scripts run it; the heap is each node's (Kafka.heap).
+KAFKA_JVM_OPTIONS = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError",
+                     "-Djava.awt.headless=true")  # fmt: skip
 KAFKA_LOG_CONFIG = Path(__file__).parent / "kafka" / "log4j2.properties"
 
 
-def _cluster_id() -> str:
+def new_cluster_id() -> str:
     """A Kafka cluster id: 16 random bytes in URL-safe base64, not starting with '-'."""
     while True:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

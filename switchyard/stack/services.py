@@ -37,10 +37,16 @@ def service_env(
 ) -> dict[str, str]:
     """What a service process reads: its own database role, the brokers, its peers' URLs."""
     peers = peers or {s.name: s.url for s in SERVICES}
+    replicas, min_insync = endpoints.kafka_replication
+    cluster = {
+        "KAFKA_REPLICATION_FACTOR": str(replicas),
+        "KAFKA_MIN_INSYNC_REPLICAS": str(min_insync),
+    }
     return {
         "DATABASE_URL": service_url(endpoints.database_url, service.name, database),
-        "AMQP_URL": endpoints.amqp_url,
+        "AMQP_URL": endpoints.amqp_failover_url,  # a cluster's every node, tried in turn
         "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap,
+        **(cluster if endpoints.nodes > 1 else {}),
         "BROKER_PREFIX": prefix,
         "USERS_URL": peers["users"],
         "ORDERS_URL": peers["orders"],
