@@ -31,3 +31,13 @@ OUTBOX_OLDEST_AGE = Gauge(
     "switchyard_outbox_oldest_age_seconds", "Age of the oldest unsent outbox row", ["schema"]
 )
 WEBHOOKS = Counter("switchyard_webhooks_total", "Webhook requests by outcome", ["outcome"])
+CONSUMER_READY = Gauge(
+    "switchyard_consumer_ready",
+    "1 if the consumer lived and kept up at the last readiness check, 0 if dead or stalled",
+    ["broker", "consumer"],
+)
+CONSUMER_RESTARTS = Counter(
+    "switchyard_consumer_restarts_total",
+    "Consumers restarted after they died",
+    ["broker", "consumer"],
+)

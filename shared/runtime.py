@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import sqlalchemy as sa
 import structlog
@@ -14,6 +15,7 @@ from shared.kafka import GroupTimings, KafkaBus, KafkaConsumer
 from shared.outbox_relay import OutboxRelay
 from shared.rabbit import RabbitBus, RabbitConsumer
 from shared.settings import ServiceSettings
+from shared.supervision import Supervisor, check, check_name
 from shared.wiring import Wiring
 
 log = structlog.get_logger(__name__)
@@ -51,6 +53,7 @@ class Runtime:
         # One policy per broker, the same object for declaring a queue and consuming it.
         self.rabbit_retry, self.kafka_retry = settings.rabbit_retry, settings.kafka_retry
         self.consumers: list[RabbitConsumer | KafkaConsumer] = []
+        self.supervisor = Supervisor(self.consumers)  # restarts a consumer that died
 
     async def start(self) -> None:
         await asyncio.gather(self.rabbit.start(), self.kafka.start())
@@ -58,6 +61,7 @@ class Runtime:
         await self.relay.start()
         if self.consume:
             await self._start_consumers()
+            await self.supervisor.start()
         log.info("service started", service=self.wiring.service)
 
     async def _declare(self) -> None:
@@ -94,6 +98,7 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop taking messages, finish in-flight handlers, ack or commit, then close."""
+        await self.supervisor.stop()
         for consumer in reversed(self.consumers):
             await consumer.stop()
         self.consumers.clear()
@@ -103,7 +108,11 @@ class Runtime:
         log.info("service stopped", service=self.wiring.service)
 
     async def readiness(self) -> dict[str, str]:
-        """'ok' or the error for the database and each broker, each asked for real."""
+        """'ok' or the error for the database, each broker and each consumer, asked for real.
+
+        A consumer is not ok when it died (the supervisor is restarting it) or when messages
+        have waited `consumer_stall_seconds` for it while it finished none.
+        """
 
         async def database() -> None:
             async with self.engine.connect() as conn:
@@ -114,6 +123,9 @@ class Runtime:
             "rabbitmq": self.rabbit.ping(),
             "kafka": self.kafka.ping(),
         }
+        now, stall_after = time.monotonic(), self.settings.consumer_stall_seconds
+        for consumer in self.consumers:
+            checks[check_name(consumer)] = check(consumer, stall_after, now)
         results = await asyncio.gather(
             *(asyncio.wait_for(c, timeout=3) for c in checks.values()), return_exceptions=True
         )

@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager, suppress
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from opentelemetry.trace import Span
 
 from shared.envelope import Envelope, decode
@@ -23,6 +23,7 @@ from shared.metrics import (
     MESSAGES_RETRIED,
 )
 from shared.retry import RetryPolicy
+from shared.supervision import Progress
 from shared.tracing import consuming
 
 log = structlog.get_logger(__name__)
@@ -34,6 +35,8 @@ class KafkaConsumer:
     Topics and the group are logical names; `prefix` makes them the broker's. Dead letters go
     out through `dead_letters`, the process's one producer.
     """
+
+    broker = "kafka"
 
     def __init__(
         self,
@@ -65,6 +68,11 @@ class KafkaConsumer:
         self._interrupted = asyncio.Event()  # cuts retry waits short on stop or rebalance
         self._stopping = False
         self._fetching = False
+        # For readiness and the supervisor (shared.supervision).
+        self.progress = Progress()
+        self._unhandled = 0  # records of the batch at hand not yet handled
+        self._crash: str | None = None  # why the task ended, when it crashed
+        self._restarting: str | None = None  # why the member is being replaced
 
     async def start(self) -> None:
         """Join the group and start handling records."""
@@ -85,6 +93,52 @@ class KafkaConsumer:
         async with asyncio.timeout(timeout):
             await self.assigned.wait()
         return self.partitions
+
+    @property
+    def label(self) -> str:
+        """The logical consumer group."""
+        return self.group.removeprefix(self._prefix)
+
+    def death(self) -> str | None:
+        """Why this member handles no records, or None while it does (or is stopping)."""
+        if self._stopping:
+            return None
+        if self._restarting is not None:
+            return self._restarting
+        if self._task is None:
+            return "not started"
+        if not self._task.done():
+            return None
+        if self._task.cancelled():
+            return "its task was cancelled"
+        return self._crash or "its task ended"
+
+    async def waiting(self) -> int:
+        """Records of this member's partitions not yet handled: in the batch at hand, or still
+        on the broker (each partition's end offset against this member's position)."""
+        consumer, partitions = self._consumer, list(self.partitions)
+        if consumer is None or not partitions:
+            return self._unhandled
+        ends = await consumer.end_offsets(partitions)
+        behind = 0
+        for tp, end in ends.items():
+            with suppress(IllegalStateError):  # revoked meanwhile: not this member's any more
+                behind += max(0, end - await consumer.position(tp))
+        return behind + self._unhandled
+
+    async def restart(self) -> None:
+        """Replace a member whose task ended: leave the group, join it again, wait for the
+        assignment. Until then `death()` says it is restarting."""
+        self._restarting = self._restarting or f"restarting: {self.death()}"
+        if self._consumer is not None:
+            with suppress(KafkaError):
+                await self._consumer.stop()  # its partitions go to the other members at once
+        self.partitions, self._unhandled, self._crash = frozenset(), 0, None
+        self.assigned.clear()
+        self._interrupted.clear()
+        await self.start()
+        await self.assigned.wait()
+        self._restarting = None
 
     @property
     def stopping(self) -> bool:
@@ -115,13 +169,16 @@ class KafkaConsumer:
                     )
                 finally:
                     self._fetching = False
+                self._unhandled = sum(map(len, batch.values()))
                 async with self._busy, asyncio.TaskGroup() as partitions:
                     for tp, records in batch.items():
                         partitions.create_task(self._drain(tp, records))
+                self._unhandled = 0  # records not handled were rewound: waiting on the broker
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
-        except Exception:
+        except Exception as exc:
+            self._crash = f"crashed: {exc!r}"
             # Nothing was committed past the failure, so a restarted member picks it up again.
             log.exception("kafka.consumer_crashed", group=self.group)
             # Leave the group: the partitions go to healthy members now.
@@ -140,6 +197,8 @@ class KafkaConsumer:
                 self._rewind(tp, record.offset)
                 break
             handled = record.offset
+            self._unhandled -= 1
+            self.progress.advance()
         if handled is None:
             return
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from contextlib import suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +27,12 @@ from shared.metrics import (
 from shared.rabbit import topology
 from shared.rabbit.confirm import confirmed_publish
 from shared.retry import RetryPolicy
+from shared.supervision import Progress
 from shared.tracing import consuming
 
 log = structlog.get_logger()
+# How long a restart waits for the robust connection to bring a closed channel back itself.
+RESTORE_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ def current_delivery() -> Delivery:
 class RabbitConsumer:
     """Started by RabbitBus.consume; `stop()` lets in-flight handlers finish and ack first."""
 
+    broker = "rabbit"
+
     def __init__(
         self,
         channel: AbstractRobustChannel,
@@ -75,12 +81,54 @@ class RabbitConsumer:
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.progress = Progress()  # for readiness (shared.supervision)
 
     async def start(self) -> None:
         # Passive: only RabbitBus.declare_queue creates topology, with its arguments.
         self._amqp_queue = await self._channel.declare_queue(self._prefixed, passive=True)
         self._tag = await self._amqp_queue.consume(self._on_message)
         log.info("rabbit.consuming", queue=self._prefixed)
+
+    @property
+    def label(self) -> str:
+        """The logical queue."""
+        return self.queue
+
+    def death(self) -> str | None:
+        """Why this consumer takes no messages, or None while it does (or is stopping)."""
+        if self._stopping or not self._channel.is_closed:
+            return None
+        return "its channel is closed"
+
+    async def waiting(self) -> int:
+        """Messages ready in the queue, plus those this consumer holds unfinished."""
+        if self._channel.is_closed:
+            raise ConnectionError("its channel is closed")
+        underlay = await self._channel.get_underlay_channel()
+        # A plain channel of its own: a robust channel answers a passive declare from its cache,
+        # with the message count of the first declare.
+        probe = await underlay.connection.channel(publisher_confirms=False)
+        try:
+            declared = await probe.queue_declare(self._prefixed, passive=True)
+        finally:
+            await probe.close()
+        return (declared.message_count or 0) + self._busy
+
+    async def restart(self) -> None:
+        """Consume again on this channel.
+
+        After an outage the robust connection brings the channel and its consumer back; a
+        channel closed for good (by a client, or a restore that failed) is reopened here.
+        """
+        if self._channel.is_closed:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(RESTORE_WAIT):
+                    await self._channel.ready()
+        if self._channel.is_closed:
+            await self._channel.reopen()  # restores the qos and the queue's consumer too
+        underlay = await self._channel.get_underlay_channel()
+        if self._amqp_queue is None or self._tag not in underlay.consumers:
+            await self.start()
 
     async def stop(self, grace: float = 30.0) -> None:
         """Take no more messages, wait for the handlers running now, then close the channel."""
@@ -175,7 +223,7 @@ class RabbitConsumer:
             else:
                 await self._schedule_retry(message, exc, attempt, delay)
         else:
-            if await _ack(message):
+            if await self._finish(message):
                 MESSAGES_CONSUMED.labels("rabbit", self.queue).inc()
                 log.debug("rabbit.handled")
 
@@ -236,7 +284,14 @@ class RabbitConsumer:
             log.exception("rabbit.forward_failed", target=target)
             await _nack(message)
             return False
-        return await _ack(message)
+        return await self._finish(message)
+
+    async def _finish(self, message: AbstractIncomingMessage) -> bool:
+        """Ack a message done with (handled, sent to retry, or parked): that is progress."""
+        acked = await _ack(message)
+        if acked:
+            self.progress.advance()
+        return acked
 
 
 def _attempts_so_far(headers: Mapping[str, Any]) -> int:

@@ -1,0 +1,198 @@
+"""Readiness notices a consumer that died or stalled; the supervisor brings a dead one back.
+
+A probe service is built like the real ones (create_service_app on the users database role),
+with one RabbitMQ queue and one Kafka group whose handler waits at a gate the test opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aio_pika
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.app import create_service_app
+from shared.channels import Channel
+from shared.envelope import Envelope, new_envelope
+from shared.kafka import KafkaBus, KafkaConsumer
+from shared.rabbit import RabbitBus, RabbitConsumer, parking_queue, retry_queue
+from shared.supervision import check_name
+from shared.wiring import KafkaSubscription, RabbitSubscription, Wiring
+from tests.support.eventually import eventually
+from tests.support.servers import serving
+from tests.support.services import RETRY_DELAYS, settings_for
+from users import db
+from users.settings import UsersSettings
+
+pytestmark = pytest.mark.integration
+
+EXCHANGE, QUEUE = "probe.events", "probe.work"
+TOPIC, GROUP = "probe.records", "probe"
+TYPE = "probe.happened"
+STALL_SECONDS = 1.0
+
+
+@dataclass
+class Handler:
+    """The probe's one handler: it waits while the gate is closed, and notes what it saw."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    started: list[str] = field(default_factory=list)  # envelope ids it began
+    handled: list[str] = field(default_factory=list)  # envelope ids it finished
+
+    async def __call__(self, session: AsyncSession, envelope: Envelope) -> None:
+        self.started.append(envelope.id)
+        await self.gate.wait()
+        self.handled.append(envelope.id)
+
+    def wiring(self) -> Wiring:
+        return Wiring(
+            service="users",
+            outbox=db.outbox,
+            inbox=db.inbox,
+            exchanges={EXCHANGE: "topic"},
+            rabbit=[RabbitSubscription(QUEUE, EXCHANGE, {TYPE: self})],
+            kafka=[KafkaSubscription(TOPIC, GROUP, {TYPE: self})],
+        )
+
+
+@dataclass
+class Probe:
+    """The probe service: its app, an HTTP client, publishers, and its handler."""
+
+    app: FastAPI
+    http: httpx.AsyncClient
+    rabbit: RabbitBus
+    kafka: KafkaBus
+    handler: Handler
+
+    def consumer(self, broker: str) -> RabbitConsumer | KafkaConsumer:
+        kind = RabbitConsumer if broker == "rabbit" else KafkaConsumer
+        (found,) = (c for c in self.app.state.runtime.consumers if isinstance(c, kind))
+        return found
+
+    async def publish(self, broker: str, *envelopes: Envelope) -> None:
+        for envelope in envelopes:
+            if broker == "rabbit":
+                await self.rabbit.publish(Channel.rabbit(EXCHANGE, TYPE), envelope)
+            else:
+                await self.kafka.publish(Channel.kafka(TOPIC), envelope)
+
+    async def readiness(self) -> tuple[int, dict[str, str]]:
+        response = await self.http.get("/readyz")
+        return response.status_code, response.json()["checks"]
+
+    async def ready(self) -> bool:
+        return (await self.readiness())[0] == 200
+
+
+def event(subject: str = "one-partition") -> Envelope:
+    """A probe event; the same subject keeps Kafka records on one partition, in order."""
+    return new_envelope(type=TYPE, source="switchyard/probe", subject=subject, data={})
+
+
+@pytest.fixture
+async def probe(stack, database, names) -> AsyncIterator[Probe]:
+    rabbit = RabbitBus(stack.amqp_url, prefix=names)
+    kafka = KafkaBus(stack.kafka_bootstrap, prefix=names)
+    settings = settings_for(
+        UsersSettings, "users", stack, database, names, consumer_stall_seconds=STALL_SECONDS
+    )
+    handler = Handler()
+    handler.gate.set()
+    app = create_service_app(title="probe", settings=settings, wiring=handler.wiring, routers=[])
+    async with rabbit, kafka:
+        try:
+            async with serving(app) as url, httpx.AsyncClient(base_url=url) as http:
+                await app.state.runtime.wait_assigned()
+                try:
+                    yield Probe(app, http, rabbit, kafka, handler)
+                finally:
+                    handler.gate.set()  # a held handler would keep the service from stopping
+        finally:
+            await _delete_queues(stack.amqp_url, names + QUEUE)
+
+
+async def _delete_queues(amqp_url: str, work: str) -> None:
+    """Quorum queues are not free: drop this test's once it is over."""
+    async with await aio_pika.connect(amqp_url) as connection:
+        channel = await connection.channel()
+        for name in [work, parking_queue(work), *(retry_queue(work, d) for d in RETRY_DELAYS)]:
+            await channel.queue_delete(name)
+
+
+async def kill(consumer: RabbitConsumer | KafkaConsumer) -> None:
+    """What a crash does to the consumer: its Kafka task ends, its RabbitMQ channel closes."""
+    if isinstance(consumer, KafkaConsumer):
+        assert consumer._task is not None
+        consumer._task.cancel()
+        await asyncio.wait([consumer._task])
+    else:
+        await consumer._channel.close()
+
+
+@pytest.mark.parametrize("broker", ["rabbit", "kafka"])
+async def test_a_dead_consumer_is_503_until_the_supervisor_restarted_it(probe, broker, monkeypatch):
+    consumer = probe.consumer(broker)
+    name = check_name(consumer)
+    assert await probe.ready()
+    # The supervisor's restart waits for the test, so the 503 in between can be seen.
+    may_restart = asyncio.Event()
+    restart = consumer.restart
+
+    async def held_restart() -> None:
+        await may_restart.wait()
+        await restart()
+
+    monkeypatch.setattr(consumer, "restart", held_restart)
+
+    await kill(consumer)
+    status, checks = await probe.readiness()
+    assert status == 503
+    expected = "its task was cancelled" if broker == "kafka" else "its channel is closed"
+    assert checks[name] == f"ConsumerDead: {expected}"
+    assert checks["database"] == checks["rabbitmq"] == checks["kafka"] == "ok"
+
+    may_restart.set()
+    await eventually(probe.ready, timeout=30, message=f"{name} restarted and ready")
+    after = event()
+    await probe.publish(broker, after)
+    await eventually(
+        lambda: after.id in probe.handler.handled, message="the restarted consumer handles"
+    )
+
+
+@pytest.mark.parametrize("broker", ["rabbit", "kafka"])
+async def test_a_consumer_stuck_on_a_message_is_503_until_it_moves_again(probe, broker):
+    name = check_name(probe.consumer(broker))
+    assert await probe.ready()
+    probe.handler.gate.clear()
+    held, behind = event(), event()
+    await probe.publish(broker, held, behind)
+    await eventually(
+        lambda: held.id in probe.handler.started, message="the handler holds the first"
+    )
+
+    async def stalled() -> dict[str, str]:
+        status, checks = await probe.readiness()
+        return checks if status == 503 else {}
+
+    checks = await eventually(stalled, timeout=20, message=f"{name} reported stalled")
+    assert checks[name].startswith("ConsumerStalled: 2 messages waiting, none finished for ")
+    assert checks["database"] == checks["rabbitmq"] == checks["kafka"] == "ok"
+    assert probe.handler.handled == []
+
+    probe.handler.gate.set()
+    await eventually(probe.ready, timeout=20, message=f"{name} ready again")
+    assert sorted(probe.handler.handled) == sorted([held.id, behind.id])
+
+
+async def test_consumer_checks_are_listed_by_broker_and_name(probe):
+    status, checks = await probe.readiness()
+    assert status == 200
+    assert checks[f"consumer:rabbit:{QUEUE}"] == checks[f"consumer:kafka:{GROUP}"] == "ok"
