@@ -8,6 +8,7 @@ import aio_pika
 import pytest
 from prometheus_client import REGISTRY
 
+from shared import failure_headers as fh
 from tests.integration.payments.conftest import PaymentsService
 from tests.support.eventually import eventually
 
@@ -19,6 +20,11 @@ CONSUMER = "payments.payment-requests"
 def duplicates_skipped() -> float:
     value = REGISTRY.get_sample_value("switchyard_inbox_duplicates_total", {"consumer": CONSUMER})
     return value or 0.0
+
+
+def retries() -> float:
+    labels = {"broker": "rabbit", "channel": CONSUMER}
+    return REGISTRY.get_sample_value("switchyard_messages_retried_total", labels) or 0.0
 
 
 async def inbox_ids(payments: PaymentsService) -> set[str]:
@@ -59,6 +65,7 @@ async def inbox_contains(payments: PaymentsService, message_id: str) -> bool:
 
 async def test_unreadable_command_is_parked_at_once_and_creates_nothing(payments, stack, names):
     order_id = str(uuid.uuid4())
+    retried = retries()
     command = await payments.command(
         "payment.requested", {"order_id": order_id, "amount_cents": "lots", "currency": "EUR"}
     )
@@ -66,6 +73,12 @@ async def test_unreadable_command_is_parked_at_once_and_creates_nothing(payments
     parked = await eventually(lambda: parked_message(stack.amqp_url, names + CONSUMER + ".dlq"))
 
     assert parked.message_id == command.id
+    # At once: handled a single time, never sent round a retry queue.
+    assert parked.headers[fh.ATTEMPTS] == 1
+    assert parked.headers[fh.ERROR_TYPE] == "PermanentError"
+    assert "payload rejected" in parked.headers[fh.ERROR_MESSAGE]
+    assert parked.headers[fh.ORIGINAL_QUEUE] == CONSUMER
+    assert retries() == retried
     assert await payments.payment(order_id) is None
     assert (await payments.counts())["inbox"] == 0
 

@@ -183,6 +183,7 @@ async def test_concurrent_success_reports_with_different_ids_apply_once(payments
         *(payments.webhook("payment.succeeded", order_id) for _ in range(5))
     )
 
+    assert [r.status_code for r in answers] == [200] * 5
     assert sorted(r.json()["outcome"] for r in answers) == ["applied"] + ["ignored"] * 4
     assert await payments.owed(order_id) == ["payment.succeeded"]
 
@@ -190,7 +191,8 @@ async def test_concurrent_success_reports_with_different_ids_apply_once(payments
 async def test_a_report_that_does_not_fit_is_recorded_and_ignored(payments):
     order_id = new_order()
     await requested(payments, order_id)
-    assert (await payments.webhook("payment.failed", order_id)).status_code == 200
+    failed = await payments.webhook("payment.failed", order_id)
+    assert (failed.status_code, failed.json()["outcome"]) == (200, "applied")
 
     r = await payments.webhook("payment.succeeded", order_id, msg_id="msg_late")
 
@@ -205,7 +207,8 @@ async def test_a_report_that_does_not_fit_is_recorded_and_ignored(payments):
 async def test_refund_requested_then_refunded_webhook(payments):
     order_id = new_order()
     await requested(payments, order_id)
-    await payments.webhook("payment.succeeded", order_id)
+    paid = await payments.webhook("payment.succeeded", order_id)
+    assert (paid.status_code, paid.json()["outcome"]) == (200, "applied")
 
     await payments.command(
         "payment.refund_requested", {"order_id": order_id, "reason": "cancelled"}
@@ -233,7 +236,8 @@ async def test_refund_requested_then_refunded_webhook(payments):
 async def test_refunded_webhook_refunds_a_succeeded_payment_directly(payments):
     order_id = new_order()
     await requested(payments, order_id)
-    await payments.webhook("payment.succeeded", order_id)
+    paid = await payments.webhook("payment.succeeded", order_id)
+    assert (paid.status_code, paid.json()["outcome"]) == (200, "applied")
 
     r = await payments.webhook("payment.refunded", order_id)
 
@@ -265,7 +269,9 @@ async def test_webhooks_and_commands_in_flight_together_still_meet(roomy_payment
         await eventually(lambda: waiting_on_locks(payments, database.name, 2 * len(orders)))
         await transaction.rollback()
 
-    assert {(await w).status_code for w in webhooks} <= {200, 202}
+    # Each met its command (applied) or came first and was kept (pending, applied later).
+    answers = {((await w).status_code, (await w).json()["outcome"]) for w in webhooks}
+    assert answers <= {(200, "applied"), (202, "pending")}, answers
 
     async def all_succeeded() -> bool:
         rows = await payments.rows("SELECT status FROM payments.payments")
