@@ -97,7 +97,7 @@ def _operations_router() -> APIRouter:
 
     @router.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
-        """The database and both brokers answer; 503 otherwise."""
+        """The database and both brokers answer and every consumer works; 503 otherwise."""
         checks = await request.app.state.runtime.readiness()
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
