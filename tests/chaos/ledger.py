@@ -77,6 +77,7 @@ class Ledger:
         self.retries: Counter[str] = Counter()  # requests that had to be asked again, by kind
         self.webhooks_answered = 0
         self.gave_up: list[str] = []  # a client stopped retrying: the system never came back
+        self.faults: list[str] = []  # a blow that could not be dealt, or a flow that never resumed
 
     def acknowledged(self, placed: Placed) -> None:
         self.placed[placed.order_id] = placed
@@ -155,6 +156,7 @@ class Ledger:
              f"{tally.users_with_equal_stats} of {tally.users}"),
             ("client retries", ", ".join(f"{k} {v}" for k, v in sorted(self.retries.items()))),
             ("requests given up", len(self.gave_up)),
+            ("blows that failed", len(self.faults)),
         ]:  # fmt: skip
             table.add_row(label, str(value))
         blows = Table(title="blows (seconds after each struck)")
@@ -164,7 +166,7 @@ class Ledger:
             blows.add_row(blow.name, blow.outcome, _seconds(blow.seconds(blow.healed)),
                           _seconds(blow.seconds(blow.recovered)))  # fmt: skip
         console.print(table, blows)
-        for case in tally.lost + tally.applied_twice + self.gave_up:
+        for case in tally.lost + tally.applied_twice + self.gave_up + self.faults:
             console.print(f"  {case}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({
@@ -173,6 +175,7 @@ class Ledger:
             "tally": asdict(tally),
             "retries": dict(self.retries),
             "gave_up": self.gave_up,
+            "faults": self.faults,
             "blows": [{"name": b.name, "outcome": b.outcome, "over_after": b.seconds(b.healed),
                        "recovered_after": b.seconds(b.recovered)} for b in self.blows],
         }, indent=2) + "\n")  # fmt: skip
