@@ -30,7 +30,11 @@ logs: install ## Show logs (SERVICE=users|orders|payments|postgres|rabbitmq|kafk
 	@$(BIN)/switchyard stack logs $(SERVICE) $(if $(FOLLOW),--follow)
 
 test: install ## Run the whole suite (starts its own servers unless URLs are in the environment)
-	@$(BIN)/pytest $(PYTEST_ARGS)
+	@$(BIN)/pytest -m "not ledger" $(PYTEST_ARGS)
+
+.PHONY: chaos
+chaos: install ## The chaos ledger: orders counted through every blow, single node and cluster
+	@$(BIN)/pytest -m ledger $(PYTEST_ARGS)
 
 test-unit: install ## Unit tests only: no servers
 	@$(BIN)/pytest -m unit $(PYTEST_ARGS)

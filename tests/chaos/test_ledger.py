@@ -10,7 +10,13 @@ from tests.chaos.blows import ConnectionsCut, DeliveredTwice, ServerCrashed, Ser
 from tests.chaos.run import chaos_run
 
 # Every blow one after another, each waited out while customers keep coming: minutes, not seconds.
-pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.chaos,
+    pytest.mark.ledger,
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+]
 
 SERVICES = ("users", "orders", "payments")
 SERVERS = ("postgres", "rabbitmq", "kafka")
