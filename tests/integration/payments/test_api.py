@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from payments.messages import PAYMENT_REQUESTS_QUEUE
 from tests.support.eventually import eventually
 from tests.support.metrics import sample
 
@@ -66,7 +67,12 @@ async def test_operations_endpoints(payments):
 
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"database": "ok", "rabbitmq": "ok", "kafka": "ok"}
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "rabbitmq": "ok",
+        "kafka": "ok",
+        f"consumer:rabbit:{PAYMENT_REQUESTS_QUEUE}": "ok",
+    }
     assert await sample(payments.http, WEBHOOKS, outcome="pending") == pending_before + 1
     assert docs.status_code == 200
     assert {"/webhooks/psp", "/api/v1/payments", "/api/v1/payments/{payment_id}"} <= set(
