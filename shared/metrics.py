@@ -31,6 +31,11 @@ OUTBOX_OLDEST_AGE = Gauge(
     "switchyard_outbox_oldest_age_seconds", "Age of the oldest unsent outbox row", ["schema"]
 )
 WEBHOOKS = Counter("switchyard_webhooks_total", "Webhook requests by outcome", ["outcome"])
+DEAD_LETTER_OLDEST_AGE = Gauge(
+    "switchyard_dead_letter_oldest_age_seconds",
+    "Age of the oldest message parked in a .dlq or .dlt (0 when none)",
+    ["broker", "channel"],
+)
 CONSUMER_READY = Gauge(
     "switchyard_consumer_ready",
     "1 if the consumer lived and kept up at the last readiness check, 0 if dead or stalled",

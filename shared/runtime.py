@@ -10,6 +10,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.db import make_engine, make_sessions
+from shared.dead_letters.watch import DeadLetterWatch
 from shared.dispatch import Dispatcher
 from shared.kafka import GroupTimings, KafkaBus, KafkaConsumer
 from shared.outbox_relay import OutboxRelay
@@ -54,6 +55,14 @@ class Runtime:
         self.rabbit_retry, self.kafka_retry = settings.rabbit_retry, settings.kafka_retry
         self.consumers: list[RabbitConsumer | KafkaConsumer] = []
         self.supervisor = Supervisor(self.consumers)  # restarts a consumer that died
+        self.dead_letters = DeadLetterWatch(
+            settings.amqp_url,
+            settings.kafka_bootstrap_servers,
+            prefix=prefix,
+            queues=[sub.queue for sub in wiring.rabbit],
+            topics=[sub.topic for sub in wiring.kafka],
+            interval=settings.dead_letter_watch_interval,
+        )
 
     async def start(self) -> None:
         await asyncio.gather(self.rabbit.start(), self.kafka.start())
@@ -62,6 +71,7 @@ class Runtime:
         if self.consume:
             await self._start_consumers()
             await self.supervisor.start()
+            await self.dead_letters.start()
         log.info("service started", service=self.wiring.service)
 
     async def _declare(self) -> None:
@@ -99,6 +109,7 @@ class Runtime:
     async def stop(self) -> None:
         """Stop taking messages, finish in-flight handlers, ack or commit, then close."""
         await self.supervisor.stop()
+        await self.dead_letters.stop()
         for consumer in reversed(self.consumers):
             await consumer.stop()
         self.consumers.clear()

@@ -35,6 +35,8 @@ class ServiceSettings(BaseSettings):
     # /readyz answers 503 once messages have waited this long for a consumer that finished none
     # of them (a stuck handler, or a Kafka member that stopped fetching after a broker restart).
     consumer_stall_seconds: float = Field(60.0, gt=0)
+    # Seconds between readings of the oldest dead letter's age (switchyard_dead_letter_...).
+    dead_letter_watch_interval: float = Field(15.0, gt=0)
     # Seconds a failed message waits before each retry; after the last it is parked. RabbitMQ
     # waits in a retry queue (one per delay), Kafka in-process with its partition held, so short.
     rabbit_retry_delays: tuple[float, ...] = (1.0, 5.0, 25.0)

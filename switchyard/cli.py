@@ -2,6 +2,7 @@
 
 import typer
 
+from switchyard.dlq import dlq_app
 from switchyard.stack_cli import stack_app
 from switchyard.webhook_cli import webhook_app
 
@@ -12,6 +13,7 @@ app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 app.add_typer(webhook_app, name="webhook")
+app.add_typer(dlq_app, name="dlq")
 
 
 @app.command()

@@ -67,6 +67,7 @@ class RecordProducer:
         key: bytes | None,
         headers: Headers,
         record_id: str | None = None,
+        partition: int | None = None,  # None: the key's partition
     ) -> None:
         """Send one record and wait until every in-sync replica has it; PublishError if not."""
         name = (topic, record_id) if record_id else None
@@ -75,7 +76,9 @@ class RecordProducer:
                 sending = self._sending.get(name) if name else None
                 if sending is None or _failed(sending):
                     producer = await self._live()
-                    sending = await producer.send(topic, value, key=key, headers=headers)
+                    sending = await producer.send(
+                        topic, value, key=key, headers=headers, partition=partition
+                    )
                     if name:
                         self._remember(name, sending)
                 await asyncio.shield(sending)  # a timeout here leaves the send to go on

@@ -5,25 +5,30 @@ from __future__ import annotations
 import asyncio
 
 import aiormq
-from aio_pika.abc import AbstractMessage, AbstractRobustChannel
+from aio_pika.abc import AbstractChannel, AbstractMessage, AbstractRobustChannel
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from shared.errors import PublishError
 
 
 async def confirmed_publish(
-    channel: AbstractRobustChannel,
+    channel: AbstractChannel,
     exchange: str,
     message: AbstractMessage,
     routing_key: str,
     *,
     confirm_timeout: float,
 ) -> None:
-    """Publish as mandatory; a nack, a timeout or a returned message raises PublishError."""
+    """Publish as mandatory; a nack, a timeout or a returned message raises PublishError.
+
+    A queue at its length limit with `x-overflow: reject-publish` nacks: that is a PublishError
+    too, and the outbox relay tries the row again later.
+    """
     where = f"exchange {exchange!r} with routing key {routing_key!r}"
     try:
         async with asyncio.timeout(confirm_timeout):
-            await _reopened(channel)
+            if isinstance(channel, AbstractRobustChannel):
+                await _reopened(channel)
             target = (
                 channel.default_exchange
                 if exchange == ""

@@ -34,12 +34,20 @@ def parking_queue(queue: str) -> str:
 
 
 def work_queue_arguments(queue: str, delivery_limit: int) -> dict[str, Any]:
-    """Quorum for durability; past the delivery limit the broker dead-letters into the DLQ."""
+    """Quorum for durability; past the delivery limit the broker dead-letters into the DLQ.
+
+    A quorum queue dead-letters at most once by default: a message it parks while the DLQ
+    cannot take it is dropped. At least once keeps it until the DLQ confirmed, and RabbitMQ
+    allows that only with reject-publish: a full queue then nacks new publishes (the publisher
+    sees a failed publish and tries again) instead of dropping its oldest messages.
+    """
     return {
         "x-queue-type": "quorum",
         "x-delivery-limit": delivery_limit,
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": parking_queue(queue),
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
     }
 
 

@@ -10,6 +10,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.dead_letters import KafkaDeadLetters, RabbitDeadLetters
 from switchyard.stack.endpoints import Endpoints
 from switchyard.topology import SERVICES, consumer_groups, wirings, work_queues
 
@@ -22,42 +23,53 @@ class Reading:
     alarm: bool = False
 
 
-async def queue_depths(amqp_url: str) -> list[Reading]:
-    """Depth and consumers of each work queue, and the depth of its dead-letter queue."""
+async def queue_depths(amqp_url: str, prefix: str = "") -> list[Reading]:
+    """Depth and consumers of each work queue; depth and oldest age of its dead-letter queue."""
     readings: list[Reading] = []
+    parked: dict[str, Reading] = {}  # work queue -> its .dlq's reading, ages added below
     # A plain (not robust) connection: robust channels report stale counts on passive declares.
     connection = await aio_pika.connect(amqp_url, timeout=5)
     async with connection:
         for name in work_queues(wirings()):
-            for queue_name, dead in ((name, False), (f"{name}.dlq", True)):
+            for queue_name, dead in ((prefix + name, False), (f"{prefix}{name}.dlq", True)):
                 channel = await connection.channel()
                 try:
                     queue = await channel.declare_queue(queue_name, passive=True)
                     depth = queue.declaration_result.message_count
                     consumers = queue.declaration_result.consumer_count
                     value = f"{depth} ready" + ("" if dead else f", {consumers} consumers")
-                    readings.append(
-                        Reading(
-                            "dead letters" if dead else "queue",
-                            queue_name,
-                            value,
-                            dead and depth > 0,
-                        )
+                    reading = Reading(
+                        "dead letters" if dead else "queue", queue_name, value, dead and depth > 0
                     )
+                    readings.append(reading)
+                    if dead and depth:
+                        parked[name] = reading
                 except aio_pika.exceptions.ChannelClosed:
                     readings.append(Reading("queue", queue_name, "not declared yet"))
+    # After the depths: reading a message's age takes it for a moment.
+    for name, age in (await _oldest_parked(amqp_url, prefix, list(parked))).items():
+        parked[name].value += _age(age)
     return readings
 
 
-async def kafka_lag(bootstrap: str) -> list[Reading]:
-    """Per consumer group: records behind the end of each topic; and the size of each `.dlt`."""
+async def kafka_lag(bootstrap: str, prefix: str = "") -> list[Reading]:
+    """Per consumer group: records behind the end of each topic; dead letters in each `.dlt`.
+
+    A `.dlt` counts the records `switchyard dlq` has not replayed or purged, and the oldest's age.
+    """
     readings: list[Reading] = []
+    topics = {
+        prefix + topic: tuple(prefix + group for group in groups)
+        for topic, groups in consumer_groups(wirings()).items()
+    }
+    kafka_dead = KafkaDeadLetters(bootstrap, prefix=prefix)
+    async with kafka_dead:
+        parked = await kafka_dead.browse([topic.removeprefix(prefix) for topic in topics])
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         await admin.start()
         await probe.start()
-        topics = consumer_groups(wirings())
         names = [name for topic in topics for name in (topic, f"{topic}.dlt")]
         partitions = {
             topic["topic"]: sorted(p["partition"] for p in topic["partitions"])
@@ -72,8 +84,9 @@ async def kafka_lag(bootstrap: str) -> list[Reading]:
                 tps = [TopicPartition(name, p) for p in partitions[name]]
                 ends = await probe.end_offsets(tps)
                 if name.endswith(".dlt"):
-                    total = sum(ends.values())
-                    readings.append(Reading("dead letters", name, f"{total} records", total > 0))
+                    here = [d for d in parked if prefix + d.parked_in.split("[")[0] == name]
+                    value = f"{len(here)} records" + (_age(_max_age(here)) if here else "")
+                    readings.append(Reading("dead letters", name, value, bool(here)))
                     continue
                 for group in groups:
                     committed = await admin.list_consumer_group_offsets(group, partitions=tps)
@@ -86,6 +99,29 @@ async def kafka_lag(bootstrap: str) -> list[Reading]:
         await probe.stop()
         await admin.close()
     return readings
+
+
+async def _oldest_parked(amqp_url: str, prefix: str, queues: list[str]) -> dict[str, float]:
+    """Work queue -> age of the message at the head of its `.dlq` (the oldest one)."""
+    ages: dict[str, float] = {}
+    if not queues:
+        return ages
+    async with RabbitDeadLetters(amqp_url, prefix=prefix) as dead_letters:
+        for queue in queues:
+            ages.update(
+                (queue, age)
+                for d in await dead_letters.browse([queue], limit=1)
+                if (age := d.age()) is not None
+            )
+    return ages
+
+
+def _max_age(letters) -> float | None:
+    return max((age for d in letters if (age := d.age()) is not None), default=None)
+
+
+def _age(seconds: float | None) -> str:
+    return "" if seconds is None else f", oldest {seconds:.1f}s"
 
 
 async def outbox_backlog(database_url: str) -> list[Reading]:

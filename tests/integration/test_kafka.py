@@ -9,6 +9,7 @@ import signal
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -243,6 +244,8 @@ async def test_persistent_failure_is_dead_lettered_and_the_next_record_handled(
     assert parked.key == b"order-bad"
     headers = header_map(parked)
     assert headers["ce_id"] == failing.id  # the original headers travel along
+    parked_at = datetime.fromisoformat(headers.pop("x-parked-at"))
+    assert parked_at <= datetime.now(UTC)
     assert {k: v for k, v in headers.items() if k.startswith("x-")} == {
         "x-error-type": "RuntimeError",
         "x-error-message": "database unavailable",
