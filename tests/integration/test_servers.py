@@ -74,30 +74,6 @@ async def test_kafka_record_is_produced_and_consumed_by_a_group(stack, names):
         await consumer.stop()
 
 
-async def test_a_service_role_cannot_read_another_services_schema(database):
-    admin = await asyncpg.connect(database.admin_url)
-    try:
-        await admin.execute("CREATE TABLE orders.probe (id int)")
-        await admin.execute("ALTER TABLE orders.probe OWNER TO orders_service")
-    finally:
-        await admin.close()
-    users = await asyncpg.connect(database.url("users"))
-    try:
-        with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await users.fetch("SELECT * FROM orders.probe")
-        with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await users.execute("CREATE TABLE payments.intruder (id int)")
-        # ...while its own schema is its to use.
-        await users.execute("CREATE TABLE users.mine (id int)")
-    finally:
-        await users.close()
-    orders = await asyncpg.connect(database.url("orders"))
-    try:
-        assert await orders.fetch("SELECT * FROM orders.probe") == []
-    finally:
-        await orders.close()
-
-
 async def test_each_service_schema_has_its_own_migration_version_table(database):
     conn = await asyncpg.connect(database.admin_url)
     try:
