@@ -370,3 +370,31 @@ async def _delete(url: str, queue: str) -> None:
 
 async def _depth_is(raw: AbstractChannel, queue: str, expected: int) -> bool:
     return await depth(raw, queue) == expected
+
+
+async def test_a_services_metrics_show_the_age_of_what_it_parked(stack, database, names):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.support.system import running_system
+
+    async with running_system(
+        stack, database, names, payments={"dead_letter_watch_interval": 0.2}
+    ) as system:
+
+        async def gauge() -> float:
+            response = await system.client.http.get(f"{system.client.urls.payments}/metrics")
+            return next(
+                sample.value
+                for family in text_string_to_metric_families(response.text)
+                for sample in family.samples
+                if sample.name == "switchyard_dead_letter_oldest_age_seconds"
+                and sample.labels == {"broker": "rabbit", "channel": QUEUE + ".dlq"}
+            )
+
+        async def nothing_parked() -> bool:  # the registry is the process's: start from 0
+            return await gauge() == 0.0
+
+        await eventually(nothing_parked, message="the gauge reading an empty dlq")
+        async with await aio_pika.connect(stack.amqp_url) as connection:
+            await park_in_rabbit(await connection.channel(), names, event())
+        assert await eventually(gauge, message="the payments dead-letter age gauge") > 0
