@@ -83,6 +83,7 @@ async def kafka_again(bootstrap: str, prefix: str, flows: list[Flow]) -> list[Co
     await producer.start()
     sent = []
     try:
+        await consumer.topics()  # fetches the cluster's metadata: partitions_for_topic needs it
         for topic in topics:
             partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
             consumer.assign(partitions)

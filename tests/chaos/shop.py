@@ -8,6 +8,7 @@ GIVE_UP_AFTER, so a blow the system recovers from never costs an acknowledgement
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,8 +20,10 @@ from switchyard.webhook_sender import build_event, send_event
 from tests.chaos.ledger import CANCELLED, FAILED, PAID, Ledger, Placed
 
 GIVE_UP_AFTER = 120.0  # seconds one request is retried before the client calls it an outage
-RETRY_PACE = 0.2  # a client's pause between two tries of one request
-WATCH_PACE = 0.25  # how often a waiting customer or provider looks again
+# A client's pause between two tries of one request, or two looks at an order: it grows, with
+# jitter, as real clients' does, so hundreds of waiting customers do not keep a recovering
+# service down.
+FIRST_PAUSE, LONGEST_PAUSE = 0.2, 2.0
 
 
 class GaveUp(Exception):
@@ -85,7 +88,6 @@ class Shop:
             "watch",
             lambda: http.get(f"{self.urls.orders}/api/v1/orders/{order['id']}"),
             lambda r: r.status_code == 200 and r.json()["status"] == ending,
-            pace=WATCH_PACE,
         )
         self.ledger.ended(order["id"])
 
@@ -96,7 +98,6 @@ class Shop:
                 f"{self.urls.payments}/api/v1/payments", params={"order_id": order["id"]}
             ),
             lambda r: r.status_code == 200 and any(seen(p) for p in r.json()["items"]),
-            pace=WATCH_PACE,
         )
 
     async def _provider_says(self, type: str, order: dict) -> None:
@@ -121,11 +122,10 @@ class Shop:
         kind: str,
         request: Callable[[], Awaitable[httpx.Response]],
         ok: Callable[[httpx.Response], bool],
-        pace: float = RETRY_PACE,
     ) -> httpx.Response:
         """Ask until `ok`, as a client does; a transport error or a refusal is asked again."""
         deadline = time.monotonic() + GIVE_UP_AFTER
-        last = "no answer"
+        last, pause = "no answer", FIRST_PAUSE
         while True:
             try:
                 response = await request()
@@ -140,4 +140,5 @@ class Shop:
                     self.ledger.retries[kind] += 1
             if time.monotonic() > deadline:
                 raise GaveUp(f"{kind}: still failing after {GIVE_UP_AFTER:.0f}s: {last}")
-            await asyncio.sleep(pace)  # a client's retry pace, not a wait for a condition
+            await asyncio.sleep(pause * random.uniform(0.5, 1.0))  # a client's pace, not a wait
+            pause = min(pause * 1.5, LONGEST_PAUSE)
