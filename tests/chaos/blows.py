@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
 from switchyard.stack.endpoints import Endpoints
 from switchyard.stack.fleet import Fleet
-from switchyard.stack.native import crash_and_restart
+from switchyard.stack.native import NativeStack, crash_and_restart
 from switchyard.topology import flows, wirings
 from tests.chaos.cuts import cut_off, server_ports
+from tests.chaos.ledger import Ledger
 from tests.chaos.redelivery import Copy, RabbitCopies, duplicates_skipped, kafka_again
 from tests.support.eventually import eventually
 
@@ -25,6 +28,7 @@ class Arena:
     fleet: Fleet
     endpoints: Endpoints
     copies: RabbitCopies
+    ledger: Ledger
 
     def server_address(self, server: str) -> str:
         return {"postgres": self.endpoints.database_url, "rabbitmq": self.endpoints.amqp_url,
@@ -63,6 +67,30 @@ class ServerCrashed:
         where = {} if self.node is None else {"node": self.node}
         await asyncio.to_thread(crash_and_restart, arena.endpoints, self.server, **where)
         return "restarted"
+
+
+@dataclass(frozen=True)
+class NodeDown:
+    """SIGKILL one node of a broker cluster; orders must flow on the other two before it returns."""
+
+    server: str
+    node: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.server} node {self.node} down"
+
+    async def strike(self, arena: Arena) -> str:
+        servers = NativeStack(Path(arena.endpoints.state))
+        await asyncio.to_thread(servers.crash, self.server, self.node)
+        crashed = time.monotonic()
+        flowing = await eventually(
+            lambda: arena.ledger.flowing_since(crashed),
+            timeout=120,
+            message=f"orders flowing with {self.server} node {self.node} down",
+        )
+        await asyncio.to_thread(servers.restart, self.server, self.node)
+        return f"flowed on two nodes after {flowing - crashed:.1f}s, then restarted"
 
 
 @dataclass(frozen=True)

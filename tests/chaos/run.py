@@ -32,7 +32,7 @@ async def chaos_run(fleet, endpoints, blows, mode: str) -> tuple[Ledger, Tally]:
         shop = Shop(client, ledger, user_ids)
         copies = RabbitCopies(endpoints.amqp_url.split(",")[0], fleet.prefix, flows(wirings()))
         async with copies:
-            arena = Arena(fleet, endpoints, copies)
+            arena = Arena(fleet, endpoints, copies, ledger)
             chaos = asyncio.create_task(_strike_all(arena, ledger, blows))
             orders: list[asyncio.Task] = []
             while not chaos.done() or len(orders) < AT_LEAST:

@@ -6,7 +6,13 @@ import pytest
 
 from shared.wiring import Wiring
 from switchyard.topology import wirings
-from tests.chaos.blows import ConnectionsCut, DeliveredTwice, ServerCrashed, ServiceKilled
+from tests.chaos.blows import (
+    ConnectionsCut,
+    DeliveredTwice,
+    NodeDown,
+    ServerCrashed,
+    ServiceKilled,
+)
 from tests.chaos.run import chaos_run
 
 # Every blow one after another, each waited out while customers keep coming: minutes, not seconds.
@@ -37,11 +43,26 @@ SINGLE_NODE_BLOWS = [
     *(ConnectionsCut(w.service, server) for w in wirings() for server in servers_used(w)),
     DeliveredTwice(),
 ]
+# Node 1 is the first address every service is given: its clients must fail over.
+CLUSTER_BLOWS = [NodeDown("kafka", 1), NodeDown("rabbitmq", 1)]
 
 
 async def test_single_node_stack_loses_nothing_and_applies_nothing_twice(fleet, stack, capsys):
     with capsys.disabled():
         ledger, tally = await chaos_run(fleet, stack, SINGLE_NODE_BLOWS, "single-node")
+    _nothing_lost_nothing_twice(ledger, tally)
+
+
+async def test_cluster_loses_nothing_when_one_node_of_each_broker_dies(
+    cluster_fleet, cluster_stack, capsys
+):
+    with capsys.disabled():
+        ledger, tally = await chaos_run(cluster_fleet, cluster_stack, CLUSTER_BLOWS, "cluster")
+    _nothing_lost_nothing_twice(ledger, tally)
+
+
+def _nothing_lost_nothing_twice(ledger, tally) -> None:
+    """Every blow dealt, no client gave up, and the books balance."""
     assert not ledger.faults, ledger.faults
     assert not ledger.gave_up, ledger.gave_up
     assert tally.lost == []
