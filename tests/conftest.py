@@ -22,11 +22,13 @@ from switchyard.stack.bootstrap import (
 from switchyard.stack.endpoints import Endpoints
 from switchyard.stack.native import NativeStack
 from switchyard.stack.selection import test_stack
+from tests.support.cluster import cluster_servers, cluster_stack, cluster_template_database
 from tests.support.eventually import eventually
 
 TEMPLATE_DATABASE = "switchyard_template"
 
-__all__ = ["eventually"]
+# Fixtures defined elsewhere, offered to every test directory from here.
+__all__ = ["cluster_servers", "cluster_stack", "cluster_template_database", "eventually"]
 
 
 @dataclass(frozen=True)

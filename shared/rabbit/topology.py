@@ -52,11 +52,19 @@ def work_queue_arguments(queue: str, delivery_limit: int) -> dict[str, Any]:
 
 
 def retry_queue_arguments(queue: str, delay: float) -> dict[str, Any]:
-    """Queue-level TTL: every message waits the same time, so none blocks the head of the queue."""
+    """Queue-level TTL: every message waits the same time, so none blocks the head of the queue.
+
+    Quorum like the work queue (TTL needs RabbitMQ 3.10): a classic queue lives on one node of a
+    cluster, and while that node is down nothing can declare it, so no client could reconnect.
+    Its expired messages go back at least once, as the work queue's parked ones do.
+    """
     return {
+        "x-queue-type": "quorum",
         "x-message-ttl": ttl_ms(delay),
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": queue,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
     }
 
 
