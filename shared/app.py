@@ -16,8 +16,9 @@ from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared.asyncapi import document
-from shared.db import is_retry_later
+from shared.db import broken_rule, is_retry_later, violated_constraint
 from shared.logging import configure_logging
+from shared.methods import answer_allowed_methods
 from shared.runtime import Runtime
 from shared.settings import ServiceSettings
 from shared.tracing import configure_tracing
@@ -78,6 +79,7 @@ def create_service_app(
         return JSONResponse(document(wiring()))
 
     _install_error_handlers(app)
+    answer_allowed_methods(app)
     app.add_middleware(CorrelationMiddleware)
     # A server span per request, continuing the caller's `traceparent` when it sends one. The
     # ASGI receive/send sub-spans would only add noise to each trace.
@@ -110,12 +112,25 @@ def _operations_router() -> APIRouter:
     return router
 
 
+# What a caller hears for each kind of broken rule (shared.db.broken_rule); never the database's
+# own words, which name tables and values.
+REFUSED = {
+    "conflict": ({"detail": "conflicts with stored data"}, 409),
+    "invalid": ({"detail": "a value is missing or not allowed"}, 422),
+}
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeout)
     @app.exception_handler(InvalidRequestError)
     @app.exception_handler(DBAPIError)
     @app.exception_handler(OSError)
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if rule := broken_rule(exc):
+            # The request broke a rule the database keeps: the caller's to fix, not a fault of ours.
+            constraint = violated_constraint(exc)
+            log.info("refused by a constraint", path=request.url.path, constraint=constraint)
+            return JSONResponse(*REFUSED[rule])
         if is_retry_later(exc):
             # The caller may retry later: nothing was committed.
             log.warning("dependency unavailable", path=request.url.path, error=repr(exc))

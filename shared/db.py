@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 import asyncpg
 import sqlalchemy as sa
@@ -112,6 +113,29 @@ async def page_of(
 def violated_constraint(error: exc.IntegrityError) -> str | None:
     """The constraint or unique index Postgres named for a failed statement (never its text)."""
     return getattr(_driver_error(error), "constraint_name", None)
+
+
+# A statement the caller's request made break a rule the tables keep: a clash with stored rows, or
+# a value a table refuses. Either is the caller's to fix, never worth a retry.
+_CONFLICTS = (
+    asyncpg.UniqueViolationError,
+    asyncpg.ForeignKeyViolationError,
+    asyncpg.ExclusionViolationError,
+)
+_REFUSED_VALUES = (asyncpg.NotNullViolationError, asyncpg.CheckViolationError)
+
+
+def broken_rule(error: BaseException) -> Literal["conflict", "invalid"] | None:
+    """How a failed statement broke a constraint: `conflict` with stored rows (unique, foreign key,
+    exclusion), `invalid` for a value a table refuses (not null, check); None for any other error."""
+    if not isinstance(error, exc.IntegrityError):
+        return None
+    cause = _driver_error(error)
+    if isinstance(cause, _CONFLICTS):
+        return "conflict"
+    if isinstance(cause, _REFUSED_VALUES):
+        return "invalid"
+    return None
 
 
 def is_unavailable(error: BaseException) -> bool:

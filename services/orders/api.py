@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field
 
 from orders import db, handlers
 from orders.currencies import CURRENCIES
@@ -27,6 +27,8 @@ from shared.api import (
     Resource,
     SessionDep,
     correlation_id,
+    errors,
+    token,
 )
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
@@ -34,23 +36,36 @@ router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
 MAX_CENTS = 10**12  # per unit; with the quantity cap, any total fits a bigint comfortably
 
 
+def _iso_4217(code: str) -> str:
+    if code not in CURRENCIES:
+        raise ValueError("not an ISO 4217 currency code (upper case, e.g. EUR)")
+    return code
+
+
+# The codes listed in the document, so a client knows them; refused with a short message.
+Currency = Annotated[
+    str,
+    Field(
+        description="ISO 4217 code of a circulating currency, upper case, e.g. EUR",
+        json_schema_extra={"enum": sorted(CURRENCIES)},
+    ),
+    AfterValidator(_iso_4217),
+]
+
+
+Sku = token(64)
+
+
 class ItemIn(RequestBody):
-    sku: str = Field(min_length=1, max_length=64, pattern=r"^\S+$")
+    sku: Sku
     quantity: int = Field(gt=0, le=10_000)
     unit_price_cents: int = Field(ge=0, le=MAX_CENTS)
 
 
 class OrderCreate(RequestBody):
     user_id: Annotated[uuid.UUID, Field(strict=False)]  # JSON has no UUID type: a string is one
-    currency: str = Field(description="ISO 4217 code in upper case, e.g. EUR")
+    currency: Currency
     items: list[ItemIn] = Field(min_length=1, max_length=100)
-
-    @field_validator("currency")
-    @classmethod
-    def _iso_4217(cls, code: str) -> str:
-        if code not in CURRENCIES:
-            raise ValueError("not an ISO 4217 currency code (upper case, e.g. EUR)")
-        return code
 
 
 class LineOut(BaseModel):
@@ -80,7 +95,21 @@ def _missing(order_id: uuid.UUID) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"order {order_id} not found")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
+MISSING = {status.HTTP_404_NOT_FOUND: "No such order"}
+PLACING = {
+    status.HTTP_409_CONFLICT: "Idempotency-Key already used with a different request",
+    status.HTTP_422_UNPROCESSABLE_CONTENT: "Invalid request, or an unknown or deleted user",
+    status.HTTP_503_SERVICE_UNAVAILABLE: "The database or the users service is unavailable: "
+    "no order was stored, retry later",
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    responses=errors(PLACING, body=True),
+)
 async def create_order(
     body: OrderCreate,
     request: Request,
@@ -110,7 +139,7 @@ async def create_order(
     return OrderOut.of(row)
 
 
-@router.get("/{order_id}", response_model=OrderOut)
+@router.get("/{order_id}", response_model=OrderOut, responses=errors(MISSING))
 async def get_order(order_id: uuid.UUID, s: ReadSessionDep) -> OrderOut:
     """One order."""
     row = await db.fetch_order(s, order_id)
@@ -119,14 +148,20 @@ async def get_order(order_id: uuid.UUID, s: ReadSessionDep) -> OrderOut:
     return OrderOut.of(row)
 
 
-@router.get("", response_model=OrderPage)
+@router.get("", response_model=OrderPage, responses=errors())
 async def list_orders(s: SessionDep, asked: PageDep, user_id: uuid.UUID | None = None) -> OrderPage:
     """Orders, oldest first, of one user when `user_id` is given, a page at a time."""
     rows, total = await db.list_orders(s, user_id, offset=asked.offset, limit=asked.limit)
     return OrderPage.of([OrderOut.of(r) for r in rows], total=total, asked=asked)
 
 
-@router.post("/{order_id}/cancel", response_model=OrderOut)
+@router.post(
+    "/{order_id}/cancel",
+    response_model=OrderOut,
+    responses=errors(
+        MISSING | {status.HTTP_409_CONFLICT: "The order is no longer pending_payment"}
+    ),
+)
 async def cancel_order(order_id: uuid.UUID, s: SessionDep, request: Request) -> OrderOut:
     """Cancel an order still waiting for its payment; 409 once it has moved on."""
     try:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from payments import db
 from payments.domain import PaymentStatus
-from shared.api import Page, PageDep, ReadSessionDep, Resource, SessionDep
+from shared.api import Page, PageDep, ReadSessionDep, Resource, SessionDep, errors
 
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
 
@@ -30,7 +30,11 @@ class PaymentOut(Resource):
 PaymentPage = Page[PaymentOut]
 
 
-@router.get("/{payment_id}", response_model=PaymentOut)
+@router.get(
+    "/{payment_id}",
+    response_model=PaymentOut,
+    responses=errors({status.HTTP_404_NOT_FOUND: "No such payment"}),
+)
 async def get_payment(payment_id: uuid.UUID, s: ReadSessionDep) -> PaymentOut:
     """One payment and its status."""
     row = await db.fetch_payment(s, payment_id)
@@ -39,7 +43,7 @@ async def get_payment(payment_id: uuid.UUID, s: ReadSessionDep) -> PaymentOut:
     return PaymentOut.of(row)
 
 
-@router.get("", response_model=PaymentPage)
+@router.get("", response_model=PaymentPage, responses=errors())
 async def list_payments(
     s: SessionDep, asked: PageDep, order_id: uuid.UUID | None = None
 ) -> PaymentPage:

@@ -10,9 +10,10 @@ from pydantic import BaseModel, ValidationError
 
 from payments import handlers
 from payments.messages import ProviderEvent
+from shared.api import Problem
 from shared.db import is_retry_later
 from shared.metrics import WEBHOOKS
-from shared.webhooks import ID_HEADER, InvalidWebhook
+from shared.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidWebhook
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -44,16 +45,38 @@ async def _raw_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _header(name: str, description: str, **schema) -> dict:
+    schema = {"type": "string", "minLength": 1} | schema
+    return {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "description": description,
+        "schema": schema,
+    }
+
+
+# The route reads its headers and body itself (the signature covers the raw bytes), so the
+# document is told what they are and what each refusal means.
+SIGNED = [
+    _header(ID_HEADER, "The event's id, the same on each delivery of it", maxLength=MAX_WEBHOOK_ID),
+    _header(TIMESTAMP_HEADER, "Unix seconds when it was signed", pattern="^[0-9]+$"),
+    _header(SIGNATURE_HEADER, "Space-separated `v1,<base64>` signatures"),
+]
+
+
 @router.post(
     "/webhooks/psp",
     response_model=WebhookReceipt,
     responses={
         202: {"model": WebhookReceipt, "description": "Stored; applied when the payment exists"},
-        401: {"description": "Unsigned, forged, stale or future-dated"},
-        413: {"description": "Body over the size limit"},
-        422: {"description": "Signed, but not a payment event we understand"},
-        503: {"description": "Database unavailable: nothing stored, retry later"},
+        400: {"model": Problem, "description": f"Signed, but its {ID_HEADER} is too long"},
+        401: {"model": Problem, "description": "Unsigned, forged, stale or future-dated"},
+        413: {"model": Problem, "description": "Body over the size limit"},
+        422: {"model": Problem, "description": "Signed, but not a payment event we understand"},
+        503: {"model": Problem, "description": "Database unavailable: nothing stored, retry later"},
     },
+    openapi_extra={"parameters": SIGNED},
 )
 async def receive_psp_webhook(request: Request, response: Response) -> WebhookReceipt:
     """A Standard Webhooks event from the payment provider: verified, stored once and applied."""
