@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from switchyard.stack.taps import kafka_tap, rabbit_tap
+from tests.e2e.lifetime_stats import MARKER_CENTS, stats_after_orders_is_done
 from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.e2e
@@ -54,8 +55,10 @@ async def test_failed_payment_fails_the_order_and_announces_the_cancellation(sys
     assert "card_declined" in cancelled.data["reason"]
     (payment,) = await client.payments_for(order["id"])
     assert payment["status"] == "failed"
-    user_now = await client.get_user(user["id"])
-    assert user_now["stats"]["orders_paid"] == 0
+    stats = await stats_after_orders_is_done(
+        system, client, user["id"], order["id"], "payment.failed"
+    )
+    assert stats == {"orders_paid": 1, "lifetime_spent_cents": MARKER_CENTS}  # the marker alone
 
 
 async def test_success_after_cancel_is_refunded_and_the_order_stays_cancelled(system, client):
@@ -83,7 +86,10 @@ async def test_success_after_cancel_is_refunded_and_the_order_stays_cancelled(sy
         lambda: client.payments_for(order["id"]), lambda p: p[0]["status"] == "refunded"
     )
     assert (await client.get_order(order["id"]))["status"] == "cancelled"
-    assert (await client.get_user(user["id"]))["stats"]["orders_paid"] == 0
+    stats = await stats_after_orders_is_done(
+        system, client, user["id"], order["id"], "payment.refunded"
+    )
+    assert stats == {"orders_paid": 1, "lifetime_spent_cents": MARKER_CENTS}  # the marker alone
 
 
 async def test_deleting_a_user_cancels_their_open_orders_only(client):
