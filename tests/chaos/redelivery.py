@@ -83,9 +83,9 @@ async def kafka_again(bootstrap: str, prefix: str, flows: list[Flow]) -> list[Co
     await producer.start()
     sent = []
     try:
-        await consumer.topics()  # fetches the cluster's metadata: partitions_for_topic needs it
         for topic in topics:
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+            # The producer waits for the topic's metadata; a group-less consumer has none yet.
+            partitions = [TopicPartition(topic, p) for p in await producer.partitions_for(topic)]
             consumer.assign(partitions)
             ends = await consumer.end_offsets(partitions)
             each = max(1, KEPT // len(partitions))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import traceback
 from pathlib import Path
 
 import httpx
@@ -71,7 +72,8 @@ async def _strike_all(arena: Arena, ledger: Ledger, blows) -> None:
             struck.outcome = await blow.strike(arena)
         except Exception as exc:
             struck.outcome = f"failed: {exc!r}"[:300]
-            ledger.faults.append(f"{blow.name}: {exc!r}")
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            ledger.faults.append(f"{blow.name}: {exc!r} at {where.filename}:{where.lineno}")
             return
         struck.healed = time.monotonic()
         since = struck.struck
