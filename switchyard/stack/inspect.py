@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.dead_letters import KafkaDeadLetters, RabbitDeadLetters
+from shared.rabbit import cluster
 from switchyard.stack.endpoints import Endpoints
 from switchyard.topology import SERVICES, consumer_groups, wirings, work_queues
 
@@ -28,7 +29,7 @@ async def queue_depths(amqp_url: str, prefix: str = "") -> list[Reading]:
     readings: list[Reading] = []
     parked: dict[str, Reading] = {}  # work queue -> its .dlq's reading, ages added below
     # A plain (not robust) connection: robust channels report stale counts on passive declares.
-    connection = await aio_pika.connect(amqp_url, timeout=5)
+    connection = await cluster.connect(amqp_url, timeout=5)  # a cluster: any node that answers
     async with connection:
         for name in work_queues(wirings()):
             for queue_name, dead in ((prefix + name, False), (f"{prefix}{name}.dlq", True)):
@@ -147,7 +148,7 @@ async def outbox_backlog(database_url: str) -> list[Reading]:
 async def inspect(endpoints: Endpoints) -> list[Reading]:
     """Every reading; a server that does not answer gives one alarm line instead of a crash."""
     parts = await asyncio.gather(
-        queue_depths(endpoints.amqp_url),
+        queue_depths(endpoints.amqp_failover_url),
         kafka_lag(endpoints.kafka_bootstrap),
         outbox_backlog(endpoints.database_url),
         return_exceptions=True,
