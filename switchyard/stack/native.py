@@ -38,7 +38,7 @@ class Ports:
         chosen: dict[str, int] = {}
         for name in names:
             port = (preferred or {}).get(name)
-            while port is None or not port_is_free(port) or port in chosen.values():
+            while port is None or not port_is_free(port) or _clashes(name, port, chosen):
                 port = free_port()
             chosen[name] = port
         return cls(chosen)
@@ -48,6 +48,16 @@ class Ports:
 
     def of(self, kind: str, node: int) -> int:
         return self.by_name[port_name(kind, node)]
+
+
+def _clashes(name: str, port: int, chosen: dict[str, int]) -> bool:
+    """Whether `port` is taken, or would share a range with a rabbitmqctl's distribution ports
+    (the ten above each node's own, RABBITMQ_CTL_DIST_PORT_MIN/MAX), which come and go."""
+    taken = set(chosen.values())
+    taken |= {p for n, dist in chosen.items() if n.startswith("rabbit_dist")
+              for p in range(dist + 1, dist + 11)}  # fmt: skip
+    own = range(port, port + 11) if name.startswith("rabbit_dist") else (port,)
+    return any(p in taken for p in own)
 
 
 def saved_nodes(state: Path) -> int | None:

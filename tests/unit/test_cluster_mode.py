@@ -73,6 +73,9 @@ def test_each_node_of_a_cluster_has_its_own_ports_and_the_stack_remembers_its_si
     ports += [p for r in stack.rabbitmq for p in (r.port, r.dist_port)]
     ports += [p for k in stack.kafka for p in (k.port, k.controller_port)]
     assert len(ports) == len(set(ports)) == 2 + 3 * 4
+    # Each rabbitmqctl takes a port from the ten above its node's: none is another server's.
+    controls = {p for r in stack.rabbitmq for p in range(r.dist_port + 1, r.dist_port + 11)}
+    assert not controls & set(ports)
     assert {r.epmd_port for r in stack.rabbitmq} == {stack.ports["epmd"]}  # one epmd
     assert len({r.cookie for r in stack.rabbitmq}) == 1  # one Erlang cookie
     assert len({k.cluster_id for k in stack.kafka}) == 1  # formatted as one cluster
