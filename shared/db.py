@@ -31,6 +31,7 @@ def make_engine(
     url: str,
     *,
     pool_size: int = 10,
+    pool_timeout: float = 30.0,
     statement_timeout_ms: int | None = None,
     ping_after_idle: float = 1.0,
 ) -> AsyncEngine:
@@ -48,6 +49,7 @@ def make_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=0,
+        pool_timeout=pool_timeout,
         connect_args={"server_settings": server_settings},
     )
     pool = engine.sync_engine.pool

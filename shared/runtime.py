@@ -30,6 +30,7 @@ class Runtime:
         self.engine: AsyncEngine = make_engine(
             settings.database_url,
             pool_size=settings.db_pool_size,
+            pool_timeout=settings.db_pool_timeout,
             statement_timeout_ms=settings.db_statement_timeout_ms,
         )
         self.sessions: async_sessionmaker[AsyncSession] = make_sessions(self.engine)
