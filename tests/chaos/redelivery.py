@@ -93,7 +93,7 @@ async def kafka_again(bootstrap: str, prefix: str, flows: list[Flow]) -> list[Co
                 consumer.seek(tp, max(0, ends[tp] - each))
             records = []
             deadline = asyncio.get_running_loop().time() + 30
-            while any(await _behind(consumer, tp, ends[tp]) for tp in partitions):
+            while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
                 if asyncio.get_running_loop().time() > deadline:
                     raise TimeoutError(f"could not read {topic} back to its end within 30s")
                 batch = await consumer.getmany(timeout_ms=1000)
@@ -110,10 +110,6 @@ async def kafka_again(bootstrap: str, prefix: str, flows: list[Flow]) -> list[Co
 
 def _tp(record) -> TopicPartition:
     return TopicPartition(record.topic, record.partition)
-
-
-async def _behind(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:
-    return await consumer.position(tp) < end
 
 
 def duplicates_skipped(metrics_text: str) -> float:

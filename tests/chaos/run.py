@@ -47,7 +47,17 @@ async def chaos_run(fleet, endpoints, blows, mode: str) -> tuple[Ledger, Tally]:
     finally:
         await client.aclose()
     ledger.report(mode, tally, REPORTS / f"ledger-{mode}.json")
+    if ledger.faults or ledger.gave_up or tally.lost or tally.applied_twice:
+        _keep_logs(fleet, REPORTS / f"logs-{mode}")
     return ledger, tally
+
+
+def _keep_logs(fleet, folder: Path) -> None:
+    """The services' logs of a failed run, kept beside its ledger (the fleet's own are removed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in fleet.processes:
+        (folder / f"{name}.log").write_text(fleet.logs(name))
+    print(f"the services' logs are in {folder}")
 
 
 async def _strike_all(arena: Arena, ledger: Ledger, blows) -> None:
