@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -89,6 +90,18 @@ def create_service_app(
     return app
 
 
+class Readiness(BaseModel):
+    """Whether this instance can serve, and what each dependency answered when asked."""
+
+    ready: bool
+    checks: dict[str, str] = Field(
+        description="'ok', or the error, for the database, each broker and each consumer"
+    )
+
+
+NOT_READY = "A dependency did not answer or a consumer is stuck: route traffic elsewhere"
+
+
 def _operations_router() -> APIRouter:
     router = APIRouter(tags=["operations"])
 
@@ -97,7 +110,11 @@ def _operations_router() -> APIRouter:
         """The process is alive."""
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    @router.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": NOT_READY}},
+    )
     async def readyz(request: Request) -> JSONResponse:
         """The database and both brokers answer and every consumer works; 503 otherwise."""
         checks = await request.app.state.runtime.readiness()
