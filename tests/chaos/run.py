@@ -41,11 +41,16 @@ async def chaos_run(fleet, endpoints, blows, mode: str) -> tuple[Ledger, Tally]:
                 await asyncio.sleep(PACE)  # the customers' arrival rate, not a wait
             await chaos  # a blow the system could not take is in ledger.faults
             await asyncio.gather(*orders)
-        for blow in ledger.blows:
-            blow.recovered = ledger.flowing_since(blow.struck)
-        tally = await ledger.reconcile(client, user_ids)
     finally:
         await client.aclose()
+    for blow in ledger.blows:
+        blow.recovered = ledger.flowing_since(blow.struck)
+    # The books are checked with a client of their own, as an auditor would, not the shop's.
+    auditor = SwitchyardClient(fleet.urls, http=httpx.AsyncClient(timeout=10))
+    try:
+        tally = await ledger.reconcile(auditor, user_ids)
+    finally:
+        await auditor.aclose()
     ledger.report(mode, tally, REPORTS / f"ledger-{mode}.json")
     if ledger.faults or ledger.gave_up or tally.lost or tally.applied_twice:
         _keep_logs(fleet, REPORTS / f"logs-{mode}")
