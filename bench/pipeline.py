@@ -10,6 +10,8 @@ the services.
 
 Three measures, each against its target: throughput with a fixed number of orders in flight,
 latency at a fixed offered rate, and the outbox relay's commit-to-confirm latency when idle.
+Then the floor (bench/floor.py): the order's parts on their own on the same servers, and the
+pipeline's CPU per order as a multiple of it.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from bench.common import RESULTS, percentiles, rate, save, servers
 from bench.cpu import cpu_seconds
+from bench.floor import floor
 from bench.load import Paid, Posted, create_users, post_orders, provider, watch_paid
 from bench.messaging import database_raw, kafka_raw, rabbit_raw, relay_run
-from bench.targets import judge, report
+from bench.targets import floor_table, judge, report
 from shared.db import make_engine
 from shared.logging import configure_logging
 from shared.outbox import outbox_table
@@ -53,13 +56,15 @@ BENCH_SETTINGS = {"LOG_LEVEL": "WARNING", "OUTBOX_POLL_INTERVAL": "1.0"}
 
 def process_roots(fleet: Fleet, endpoints) -> dict[str, int]:
     roots = {name: p.pid() for name, p in fleet.processes.items() if p.pid()}
+    return roots | server_roots(endpoints)
+
+
+def server_roots(endpoints) -> dict[str, int]:
+    """The servers' pids, when this stack is native (else their CPU cannot be read)."""
+    roots = {}
     if endpoints.backend == "native" and endpoints.state:
-        native = NativeStack(Path(endpoints.state))
-        for name, server in (
-            ("postgres", native.postgres),
-            ("rabbitmq", native.rabbitmq),
-            ("kafka", native.kafka),
-        ):
+        # postgres, rabbitmq and kafka; in a cluster each broker node by name (kafka-1 ...)
+        for name, server in NativeStack(Path(endpoints.state)).servers.items():
             if pid := server.server_pid():
                 roots[name] = pid
     return roots
@@ -231,8 +236,16 @@ async def main(args) -> dict:
             fleet.stop()
             shutil.rmtree(state, ignore_errors=True)
         results |= await parts(endpoints, args.raw)
+        results["floor"] = await floor(endpoints, server_roots(endpoints),
+                                       orders=args.floor_orders, concurrency=args.concurrency)  # fmt: skip
     results |= {"backend": endpoints.backend, "instances": args.instances}
     return judge(results)
+
+
+async def floor_only(args) -> dict:
+    with servers() as endpoints:
+        return {"floor": await floor(endpoints, server_roots(endpoints),
+                                     orders=args.floor_orders, concurrency=args.concurrency)}  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -248,8 +261,16 @@ if __name__ == "__main__":
     parser.add_argument("--timeout", type=float, default=300, help="seconds per run at most")
     parser.add_argument("--profile", metavar="LABEL", help="record py-spy profiles of every "
                         "service in each run: bench/results/profile-LABEL-<run>-<service>.txt")  # fmt: skip
+    parser.add_argument("--floor-orders", type=int, default=1000, help="order-equivalents for "
+                        "the floor: the order's parts on their own")  # fmt: skip
+    parser.add_argument("--floor-only", action="store_true", help="measure only the floor")
     args = parser.parse_args()
     configure_logging("console", "WARNING")
-    results = asyncio.run(main(args))
-    report(results)
-    print(f"results: {save('pipeline', results)}")
+    if args.floor_only:
+        results = asyncio.run(floor_only(args))
+        Console().print(floor_table(results["floor"]))
+        print(f"results: {save('floor', results)}")
+    else:
+        results = asyncio.run(main(args))
+        report(results)
+        print(f"results: {save('pipeline', results)}")

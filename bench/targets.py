@@ -9,6 +9,8 @@ from rich.table import Table
 ORDERS_PER_S = 400
 P99_MS_AT_100_PER_S = 150
 IDLE_OUTBOX_P99_MS = 10
+# Anywhere: the pipeline's CPU per order over the floor's (the order's parts on their own).
+OVER_FLOOR = 1.5
 
 
 def judge(results: dict) -> dict:
@@ -29,6 +31,11 @@ def judge(results: dict) -> dict:
          results["outbox_idle"]["commit_to_confirm_ms"]["p99"],
          results["outbox_idle"]["commit_to_confirm_ms"]["p99"] < IDLE_OUTBOX_P99_MS),
     ]  # fmt: skip
+    if floor := results.get("floor"):
+        over = round(throughput["cpu_seconds_per_order"] * 1000 / floor["ms_per_order"], 2)
+        results["pipeline_over_floor"] = over
+        targets.append(("CPU per order, pipeline / floor", f"<= {OVER_FLOOR}", over,
+                        over <= OVER_FLOOR))  # fmt: skip
     if latency := results.get("latency"):
         p99 = latency["post_to_paid_ms"]["p99"]
         offered = latency["offered_rate_per_s"]
@@ -59,6 +66,25 @@ def _phase_rows(name: str, phase: dict) -> list[tuple[str, str]]:
     ]  # fmt: skip
 
 
+def floor_table(floor: dict, over: float | None = None) -> Table:
+    """CPU ms per order of each part on its own, by process, their sum, and the pipeline's
+    multiple of it (`over`)."""
+    table = Table(title=f"the floor: an order's parts on their own ({floor['orders']} orders, "
+                  f"{floor['concurrency']} at a time)")  # fmt: skip
+    table.add_column("part")
+    table.add_column("CPU ms per order, by process")
+    table.add_column("counted", justify="right")
+    for name, part in floor["parts"].items():
+        processes = ", ".join(f"{k} {v:.2f}" for k, v in part["cpu_ms_per_order"].items())
+        table.add_row(name, processes, f"{part['ms_per_order']:.2f}")
+    table.add_row("floor", "", f"{floor['ms_per_order']:.2f}")
+    if over is not None:
+        table.add_row("pipeline / floor", "CPU per order, all processes", f"{over:.2f}x")
+    if floor["servers_not_counted"]:
+        table.add_row("not counted", ", ".join(floor["servers_not_counted"]), "")
+    return table
+
+
 def report(results: dict) -> None:
     console = Console()
     table = Table(
@@ -83,6 +109,8 @@ def report(results: dict) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    if floor := results.get("floor"):
+        console.print(floor_table(floor, results["pipeline_over_floor"]))
     verdicts = Table(title="targets (2 cores)")
     for column in ("measure", "target", "measured", "met"):
         verdicts.add_column(column)
