@@ -84,12 +84,14 @@ class NodeDown:
         servers = NativeStack(Path(arena.endpoints.state))
         await asyncio.to_thread(servers.crash, self.server, self.node)
         crashed = time.monotonic()
-        flowing = await eventually(
-            lambda: arena.ledger.flowing_since(crashed),
-            timeout=120,
-            message=f"orders flowing with {self.server} node {self.node} down",
-        )
-        await asyncio.to_thread(servers.restart, self.server, self.node)
+        try:
+            flowing = await eventually(
+                lambda: arena.ledger.flowing_since(crashed),
+                timeout=120,
+                message=f"orders flowing with {self.server} node {self.node} down",
+            )
+        finally:  # back in any case: the cluster serves the rest of the session
+            await asyncio.to_thread(servers.restart, self.server, self.node)
         return f"flowed on two nodes after {flowing - crashed:.1f}s, then restarted"
 
 

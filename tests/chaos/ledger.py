@@ -65,6 +65,9 @@ class Tally:
     users: int
     lost: list[str] = field(default_factory=list)
     applied_twice: list[str] = field(default_factory=list)
+    # Stored, but no client was ever told: a second order behind a retried key, or the one
+    # order of a customer who gave up. With no request given up, each is a double.
+    unacknowledged: list[str] = field(default_factory=list)
 
 
 class Ledger:
@@ -112,7 +115,7 @@ class Ledger:
         for user_id in user_ids:
             orders = await _all_orders(client, user_id)
             for order_id in orders.keys() - self.placed.keys():
-                tally.applied_twice.append(f"order {order_id}: stored, never acknowledged")
+                tally.unacknowledged.append(f"order {order_id}: stored, never acknowledged")
             owed = [p for p in placed if p.user_id == user_id]
             for p in owed:
                 status = orders.get(p.order_id)
@@ -135,9 +138,9 @@ class Ledger:
             stats = await _settled_stats(client, user_id, owed_stats)
             if stats == owed_stats:
                 tally.users_with_equal_stats += 1
-            elif stats["orders_paid"] > owed_stats["orders_paid"]:
+            elif all(stats[k] >= owed_stats[k] for k in owed_stats):  # some payment counted twice
                 tally.applied_twice.append(f"user {user_id}: stats {stats}, owed {owed_stats}")
-            else:
+            else:  # a payment missing, or counted for the wrong amount
                 tally.lost.append(f"user {user_id}: stats {stats}, owed {owed_stats}")
         return tally
 
@@ -152,6 +155,7 @@ class Ledger:
             ("webhooks answered 2xx", tally.webhooks_answered),
             ("lost", len(tally.lost)),
             ("applied twice", len(tally.applied_twice)),
+            ("stored, never acknowledged", len(tally.unacknowledged)),
             ("users' stats = sum of paid orders",
              f"{tally.users_with_equal_stats} of {tally.users}"),
             ("client retries", ", ".join(f"{k} {v}" for k, v in sorted(self.retries.items()))),
@@ -166,7 +170,8 @@ class Ledger:
             blows.add_row(blow.name, blow.outcome, _seconds(blow.seconds(blow.healed)),
                           _seconds(blow.seconds(blow.recovered)))  # fmt: skip
         console.print(table, blows)
-        for case in tally.lost + tally.applied_twice + self.gave_up + self.faults:
+        for case in [*tally.lost, *tally.applied_twice, *tally.unacknowledged, *self.gave_up,
+                     *self.faults]:  # fmt: skip
             console.print(f"  {case}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({

@@ -40,7 +40,9 @@ async def chaos_run(fleet, endpoints, blows, mode: str) -> tuple[Ledger, Tally]:
                 orders.append(asyncio.create_task(shop.order(len(orders))))
                 await asyncio.sleep(PACE)  # the customers' arrival rate, not a wait
             await chaos  # a blow the system could not take is in ledger.faults
-            await asyncio.gather(*orders)
+            for n, outcome in enumerate(await asyncio.gather(*orders, return_exceptions=True)):
+                if isinstance(outcome, BaseException):  # a bug in the shop, not the system's
+                    ledger.faults.append(f"order #{n}: the customer's code raised {outcome!r}")
     finally:
         await client.aclose()
     for blow in ledger.blows:
@@ -52,7 +54,7 @@ async def chaos_run(fleet, endpoints, blows, mode: str) -> tuple[Ledger, Tally]:
     finally:
         await auditor.aclose()
     ledger.report(mode, tally, REPORTS / f"ledger-{mode}.json")
-    if ledger.faults or ledger.gave_up or tally.lost or tally.applied_twice:
+    if ledger.faults or ledger.gave_up or tally.lost or tally.applied_twice or tally.unacknowledged:
         _keep_logs(fleet, REPORTS / f"logs-{mode}")
     return ledger, tally
 

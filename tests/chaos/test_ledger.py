@@ -67,6 +67,7 @@ def _nothing_lost_nothing_twice(ledger, tally) -> None:
     assert not ledger.gave_up, ledger.gave_up
     assert tally.lost == []
     assert tally.applied_twice == []
+    assert tally.unacknowledged == []  # no client gave up, so each would be a double
     assert tally.terminal == tally.acknowledged > 0
     assert tally.users_with_equal_stats == tally.users
     assert all(b.recovered is not None for b in ledger.blows)
