@@ -38,7 +38,7 @@ DEAD_LETTER_OLDEST_AGE = Gauge(
 )
 CONSUMER_READY = Gauge(
     "switchyard_consumer_ready",
-    "1 if the consumer lived and kept up at the last readiness check, 0 if dead or stalled",
+    "1 if the consumer lived and kept up at the last readiness check, else 0",
     ["broker", "consumer"],
 )
 CONSUMER_RESTARTS = Counter(

@@ -27,6 +27,11 @@ class ConsumerDead(Exception):
     """The consumer takes no messages at all: its task ended, or its channel is closed."""
 
 
+class ConsumerWaiting(Exception):
+    """Its broker is away; its client reconnects and brings it back by itself, so it is not
+    restarted, only reported."""
+
+
 class ConsumerStalled(Exception):
     """Messages wait for the consumer, and it has finished none of them for too long."""
 
@@ -68,7 +73,8 @@ class Watched(Protocol):
         ...
 
     def death(self) -> str | None:
-        """Why it takes no messages, or None while it does."""
+        """Why it takes no messages and needs a restart, or None while it does (or while it
+        waits for its broker to come back, which `waiting` then raises)."""
         ...
 
     async def waiting(self) -> int:
@@ -92,7 +98,11 @@ async def check(consumer: Watched, stall_after: float, now: float) -> None:
     if why is not None:
         ready.set(0)
         raise ConsumerDead(why)
-    waiting = await consumer.waiting()
+    try:
+        waiting = await consumer.waiting()
+    except Exception:
+        ready.set(0)  # it cannot tell what waits for it: its broker is away, or did not answer
+        raise
     stalled = consumer.progress.stalled_for(waiting, now)
     ready.set(stalled < stall_after)
     if stalled >= stall_after:

@@ -76,7 +76,7 @@ class KafkaConsumer:
 
     async def start(self) -> None:
         """Join the group and start handling records."""
-        self._consumer = AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             client_id=self._client_id,
             group_id=self.group,
@@ -84,9 +84,16 @@ class KafkaConsumer:
             auto_offset_reset="earliest",  # a new group reads what was published before it joined
             **self._timings.consumer_settings(),
         )
-        self._consumer.subscribe(self._topics, listener=_Rebalance(self))
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run(), name=f"kafka-consumer:{self.group}")
+        consumer.subscribe(self._topics, listener=_Rebalance(self))
+        try:
+            await consumer.start()
+        except BaseException:
+            # A client that failed to start is still open; while the broker is down the
+            # supervisor tries again every round, and each try must not leave one behind.
+            await consumer.stop()
+            raise
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run(consumer), name=f"kafka-consumer:{self.group}")
 
     async def wait_assigned(self, timeout: float = 10.0) -> frozenset[TopicPartition]:
         """Wait until the group gave this member its partitions (possibly none); return them."""
@@ -130,6 +137,12 @@ class KafkaConsumer:
         """Replace a member whose task ended: leave the group, join it again, wait for the
         assignment. Until then `death()` says it is restarting."""
         self._restarting = self._restarting or f"restarting: {self.death()}"
+        if self._task is not None:
+            # A restart that timed out after start() left a live task: it must not fetch beside
+            # the new one, nor record its crash after the reset below. Its records were not
+            # committed, so the group hands them out again.
+            self._task.cancel()
+            await asyncio.wait([self._task])
         if self._consumer is not None:
             with suppress(KafkaError):
                 await self._consumer.stop()  # its partitions go to the other members at once
@@ -158,21 +171,20 @@ class KafkaConsumer:
         await self._consumer.stop()  # leaves the group: its partitions move at once
         self._consumer = None
 
-    async def _run(self) -> None:
-        assert self._consumer is not None
+    async def _run(self, consumer: AIOKafkaConsumer) -> None:
+        """Fetch and handle batches with `consumer`, the client this task was started with: a
+        restart replaces `self._consumer`, and this task must never touch the replacement."""
         try:
             while not self._stopping:
                 self._fetching = True
                 try:
-                    batch = await self._consumer.getmany(
-                        timeout_ms=1000, max_records=self._max_records
-                    )
+                    batch = await consumer.getmany(timeout_ms=1000, max_records=self._max_records)
                 finally:
                     self._fetching = False
                 self._unhandled = sum(map(len, batch.values()))
                 async with self._busy, asyncio.TaskGroup() as partitions:
                     for tp, records in batch.items():
-                        partitions.create_task(self._drain(tp, records))
+                        partitions.create_task(self._drain(consumer, tp, records))
                 self._unhandled = 0  # records not handled were rewound: waiting on the broker
         except asyncio.CancelledError:
             if not self._stopping:
@@ -182,19 +194,20 @@ class KafkaConsumer:
             # Nothing was committed past the failure, so a restarted member picks it up again.
             log.exception("kafka.consumer_crashed", group=self.group)
             # Leave the group: the partitions go to healthy members now.
-            await self._consumer.stop()
+            await consumer.stop()
 
-    async def _drain(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+    async def _drain(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord]
+    ) -> None:
         """Handle one partition's records in order, then commit what was handled.
 
         One commit per batch, not per record: a member that dies mid-batch hands the handled
         records to the group again, and the inbox makes their second run change nothing.
         """
-        assert self._consumer is not None
         handled: int | None = None  # offset of the last record whose handler finished
         for record in records:
             if self._stopping or tp not in self.partitions or not await self._handle(record):
-                self._rewind(tp, record.offset)
+                self._rewind(consumer, tp, record.offset)
                 break
             handled = record.offset
             self._unhandled -= 1
@@ -202,17 +215,17 @@ class KafkaConsumer:
         if handled is None:
             return
         try:
-            await self._consumer.commit({tp: handled + 1})
+            await consumer.commit({tp: handled + 1})
         except CommitFailedError:
             # The partition moved on: its new owner starts at the last commit, and the inbox
             # makes the records handled here harmless to run again.
             log.warning("kafka.commit_lost_to_rebalance", partition=str(tp))
 
-    def _rewind(self, tp: TopicPartition, offset: int) -> None:
+    @staticmethod
+    def _rewind(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
         """Fetch from `offset` again, so no later commit can pass over a record not handled."""
-        assert self._consumer is not None
         with suppress(IllegalStateError):  # not ours any more: its next owner starts there
-            self._consumer.seek(tp, offset)
+            consumer.seek(tp, offset)
 
     async def _handle(self, record: ConsumerRecord) -> bool:
         """Run the receiver with retries; False if a stop or rebalance cut the retries short."""

@@ -195,6 +195,7 @@ class RabbitBus(Lifecycle):
         channel = await self._connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=self._prefetch)
         consumer = RabbitConsumer(
+            self._connection,
             channel,
             queue,
             self.name(queue),

@@ -11,7 +11,12 @@ from typing import Any
 
 import structlog
 from aio_pika import DeliveryMode, Message
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustQueue
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    AbstractRobustQueue,
+)
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from shared import failure_headers as fh
@@ -27,7 +32,7 @@ from shared.metrics import (
 from shared.rabbit import topology
 from shared.rabbit.confirm import confirmed_publish
 from shared.retry import RetryPolicy
-from shared.supervision import Progress
+from shared.supervision import ConsumerWaiting, Progress
 from shared.tracing import consuming
 
 log = structlog.get_logger()
@@ -61,6 +66,7 @@ class RabbitConsumer:
 
     def __init__(
         self,
+        connection: AbstractRobustConnection,
         channel: AbstractRobustChannel,
         queue: str,
         prefixed: str,
@@ -70,7 +76,7 @@ class RabbitConsumer:
     ) -> None:
         self.queue = queue
         self._prefixed = prefixed
-        self._channel = channel
+        self._connection, self._channel = connection, channel
         self._receiver = receiver
         self._retry = retry
         self._confirm_timeout = confirm_timeout
@@ -95,13 +101,21 @@ class RabbitConsumer:
         return self.queue
 
     def death(self) -> str | None:
-        """Why this consumer takes no messages, or None while it does (or is stopping)."""
-        if self._stopping or not self._channel.is_closed:
+        """Why this consumer takes no messages and needs a restart, or None while it does, is
+        stopping, or waits for the broker."""
+        if self._stopping or not self._channel.is_closed or self._broker_away():
             return None
         return "its channel is closed"
 
+    def _broker_away(self) -> bool:
+        """The connection is down: it reconnects and restores this channel and its consumer by
+        itself, and a reopen of ours meanwhile would race that restore."""
+        return not self._connection.connected.is_set()
+
     async def waiting(self) -> int:
         """Messages ready in the queue, plus those this consumer holds unfinished."""
+        if self._broker_away():
+            raise ConsumerWaiting("its connection is down; it consumes again once RabbitMQ is back")
         if self._channel.is_closed:
             raise ConnectionError("its channel is closed")
         underlay = await self._channel.get_underlay_channel()
@@ -125,6 +139,8 @@ class RabbitConsumer:
                 async with asyncio.timeout(RESTORE_WAIT):
                     await self._channel.ready()
         if self._channel.is_closed:
+            if self._broker_away():  # gone again while we waited: the connection restores it
+                raise ConsumerWaiting("its connection is down")
             await self._channel.reopen()  # restores the qos and the queue's consumer too
         underlay = await self._channel.get_underlay_channel()
         if self._amqp_queue is None or self._tag not in underlay.consumers:

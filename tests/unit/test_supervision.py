@@ -1,14 +1,27 @@
-"""A consumer's progress, its readiness verdict, and the supervisor, with a fake consumer."""
+"""A consumer's progress, its readiness verdict, and the supervisor, with fake consumers; the
+consumers' own restarts with fake broker clients."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
+from prometheus_client import REGISTRY
 
+from shared.kafka import consumer as kafka_consumer
+from shared.kafka.consumer import KafkaConsumer
+from shared.metrics import CONSUMER_READY
+from shared.rabbit import consumer as rabbit_consumer
+from shared.rabbit.consumer import RabbitConsumer
+from shared.retry import RetryPolicy
 from shared.supervision import (
     ConsumerDead,
     ConsumerStalled,
+    ConsumerWaiting,
     Progress,
     Supervisor,
     check,
@@ -93,3 +106,156 @@ async def test_the_supervisor_restarts_a_dead_consumer_and_leaves_a_live_one():
         await eventually(lambda: dead.restarts == 1, message="the dead consumer restarted")
     assert dead.death() is None
     assert alive.restarts == 0
+
+
+@dataclass
+class AwayConsumer(FakeConsumer):
+    """A consumer whose broker is away: not dead, but it cannot say what waits for it."""
+
+    async def waiting(self) -> int:
+        raise ConsumerWaiting("its connection is down")
+
+
+async def test_check_marks_a_consumer_not_ready_while_its_broker_is_away():
+    consumer = AwayConsumer(label="away")
+    labels = {"broker": consumer.broker, "consumer": consumer.label}
+    CONSUMER_READY.labels(**labels).set(1)
+    with pytest.raises(ConsumerWaiting):
+        await check(consumer, stall_after=60, now=1.0)
+    assert REGISTRY.get_sample_value("switchyard_consumer_ready", labels) == 0
+
+
+# RabbitMQ: a closed channel is restarted only while its connection is up.
+
+
+@dataclass
+class FakeRobustConnection:
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class FakeRobustChannel:
+    """A closed channel that the robust connection never restores; counts reopens."""
+
+    is_closed: bool = True
+    reopens: int = 0
+
+    async def ready(self) -> None:
+        await asyncio.Event().wait()
+
+    async def reopen(self) -> None:
+        self.reopens += 1
+
+
+def rabbit_member(connected: bool) -> tuple[RabbitConsumer, FakeRobustChannel]:
+    connection, channel = FakeRobustConnection(), FakeRobustChannel()
+    if connected:
+        connection.connected.set()
+    fakes: Any = (connection, channel)
+    return RabbitConsumer(*fakes, "work", "work", None, RetryPolicy((1.0,)), 1.0), channel
+
+
+async def test_a_rabbit_consumer_waits_for_its_broker_instead_of_dying():
+    member, _ = rabbit_member(connected=False)
+    assert member.death() is None  # the supervisor leaves it to the robust connection
+    with pytest.raises(ConsumerWaiting):
+        await member.waiting()  # readiness still says it does not consume
+
+
+async def test_a_rabbit_channel_closed_on_a_live_connection_is_dead():
+    member, _ = rabbit_member(connected=True)
+    assert member.death() == "its channel is closed"
+
+
+async def test_a_rabbit_restart_never_reopens_while_the_connection_is_down(monkeypatch):
+    monkeypatch.setattr(rabbit_consumer, "RESTORE_WAIT", 0.01)
+    member, channel = rabbit_member(connected=False)
+    with pytest.raises(ConsumerWaiting):
+        await member.restart()
+    assert channel.reopens == 0  # the reconnect restores the channel; a reopen would race it
+
+
+# Kafka: a restart replaces the client and its fetch task, leaving neither behind.
+
+
+@dataclass
+class FakeKafka:
+    """What the fake clients reach: whether the broker is up, whether the group assigns
+    partitions to a member that joins, and every client made."""
+
+    up: bool = True
+    assigns: bool = True
+    clients: list[FakeKafkaClient] = field(default_factory=list)
+
+
+class FakeKafkaClient:
+    """Stands in for AIOKafkaConsumer: its fetches wait until cancelled; notes its life."""
+
+    def __init__(self, kafka: FakeKafka, **settings: Any) -> None:
+        self._kafka, self._listener = kafka, None
+        self.stopped, self.fetching = False, 0  # fetching: getmany calls in progress
+        kafka.clients.append(self)
+
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        self._listener = listener
+
+    async def start(self) -> None:
+        if not self._kafka.up:
+            raise KafkaConnectionError("broker down")
+        if self._kafka.assigns:
+            await self._listener.on_partitions_assigned(set())
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def getmany(self, **limits: Any) -> dict[Any, Any]:
+        self.fetching += 1
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.fetching -= 1
+        return {}
+
+
+@pytest.fixture
+def kafka(monkeypatch: pytest.MonkeyPatch) -> FakeKafka:
+    fake = FakeKafka()
+    monkeypatch.setattr(kafka_consumer, "AIOKafkaConsumer", partial(FakeKafkaClient, fake))
+    return fake
+
+
+def kafka_member() -> KafkaConsumer:
+    async def receiver(envelope: Any) -> None: ...
+
+    dead_letters: Any = None  # no record is handled here
+    return KafkaConsumer(
+        "kafka:9092", ["records"], "group", receiver,
+        retry=RetryPolicy((1.0,)), dead_letters=dead_letters,
+    )  # fmt: skip
+
+
+async def test_a_kafka_client_that_fails_to_start_is_closed(kafka):
+    kafka.up = False
+    member = kafka_member()
+    for _ in range(2):  # the supervisor tries again each round while the broker is down
+        with pytest.raises(KafkaConnectionError):
+            await member.start()
+    assert [c.stopped for c in kafka.clients] == [True, True]
+
+
+async def test_a_kafka_restart_that_timed_out_leaves_no_second_fetch_task(kafka):
+    member = kafka_member()
+    await member.start()
+    await eventually(lambda: kafka.clients[0].fetching == 1, message="the first client fetches")
+    kafka.assigns = False  # the replacement joins, but the group never assigns it
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):
+            await member.restart()
+    await eventually(lambda: kafka.clients[1].fetching == 1, message="the replacement fetches")
+    kafka.assigns = True
+    await member.restart()  # the supervisor's next round
+    await eventually(lambda: kafka.clients[2].fetching == 1, message="the third client fetches")
+    assert [c.stopped for c in kafka.clients] == [True, True, False]
+    assert [c.fetching for c in kafka.clients] == [0, 0, 1]  # one fetch loop, on the live client
+    assert member.death() is None
+    await member.stop()
