@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.dead_letters import DeadLetter, KafkaDeadLetters, RabbitDeadLetters
+from shared.dead_letters.letter import readable_age
 from shared.errors import PublishError
 from switchyard.topology import consumer_groups, wirings, work_queues
 
@@ -82,7 +83,9 @@ def scope(
             endpoints = control.current()
         except StackError as exc:
             raise _fail(str(exc)) from None
-        amqp_url, kafka = amqp_url or endpoints.amqp_url, kafka or endpoints.kafka_bootstrap
+        # Every node of a cluster, tried in turn: the command works with the first one down.
+        amqp_url = amqp_url or endpoints.amqp_failover_url
+        kafka = kafka or endpoints.kafka_bootstrap
     every = wirings()
     all_queues, all_topics = work_queues(every), list(consumer_groups(every))
     for given, known in ((queues, all_queues), (topics, all_topics)):
@@ -94,24 +97,28 @@ def scope(
     return Scope(amqp_url, kafka, prefix, all_queues, all_topics)
 
 
-Action = Callable[[list[tuple[RabbitDeadLetters | KafkaDeadLetters, DeadLetter]]], Awaitable[int]]
+Found = list[tuple[RabbitDeadLetters | KafkaDeadLetters, DeadLetter]]
+# The browsed letters, and how many more RabbitMQ counted that another reader held.
+Action = Callable[[Found, int], Awaitable[int]]
 
 
 async def _with_letters(where: Scope, action: Action) -> int:
     """Browse both brokers, then run `action` while the browsed messages are still held."""
     async with AsyncExitStack() as held:
-        found: list[tuple[RabbitDeadLetters | KafkaDeadLetters, DeadLetter]] = []
+        found: Found = []
+        elsewhere = 0
         if where.queues:
             rabbit = await held.enter_async_context(
                 RabbitDeadLetters(where.amqp_url or "", prefix=where.prefix)
             )
             found += [(rabbit, d) for d in await rabbit.browse(where.queues)]
+            elsewhere = sum(rabbit.held.values())
         if where.topics:
             kafka = await held.enter_async_context(
                 KafkaDeadLetters(where.kafka or "", prefix=where.prefix)
             )
             found += [(kafka, d) for d in await kafka.browse(where.topics)]
-        return await action(found)
+        return await action(found, elsewhere)
 
 
 def _run(where: Scope, action: Action) -> None:
@@ -131,8 +138,10 @@ def list_(
 ) -> None:
     """Every parked message: id, reason, attempts, origin and age."""
 
-    async def show(found) -> int:
+    async def show(found: Found, elsewhere: int) -> int:
         letters = [d for _, d in found]
+        if elsewhere:
+            _held(len(letters), elsewhere, "list")
         if as_json:
             print(json.dumps([d.summary() for d in letters], indent=2))
             return 0
@@ -141,7 +150,7 @@ def list_(
             table.add_column(column, overflow="fold")
         for d in letters:
             attempts = "" if d.attempts is None else str(d.attempts)
-            table.add_row(d.id, d.parked_in, d.origin, d.reason, attempts, _age(d.age()))
+            table.add_row(d.id, d.parked_in, d.origin, d.reason, attempts, readable_age(d.age()))
         out.print(table)
         return 0
 
@@ -157,10 +166,12 @@ def show(
 ) -> None:
     """One dead letter in full: headers and body (each copy, if it was parked twice)."""
 
-    async def print_it(found) -> int:
+    async def print_it(found: Found, elsewhere: int) -> int:
         matches = [d.full() for _, d in found if d.id == message_id]
         if not matches:
             err.print(f"[red]error:[/red] no dead letter with id {message_id}")
+            if elsewhere:
+                _held(len(found), elsewhere, "show")
             return 1
         print(json.dumps(matches[0] if len(matches) == 1 else matches, indent=2))
         return 0
@@ -207,7 +218,7 @@ def _each(ids: list[str] | None, every: bool, verb: str) -> Action:
     if bool(ids) == every:
         raise _fail("name message ids, or --all (not both)")
 
-    async def act(found) -> int:
+    async def act(found: Found, elsewhere: int) -> int:
         chosen = [(b, d) for b, d in found if every or d.id in set(ids or ())]
         missing = set(ids or ()) - {d.id for _, d in chosen}
         failed = 0
@@ -224,18 +235,22 @@ def _each(ids: list[str] | None, every: bool, verb: str) -> Action:
         for message_id in sorted(missing):
             err.print(f"[red]no dead letter with id[/red] {message_id}")
         out.print(f"{DONE[verb]} {len(chosen) - failed} of {len(chosen)}")
-        return 1 if failed or missing else 0
+        # What another reader holds may be what was asked for: not done, so not a success.
+        unseen = elsewhere if every or missing else 0
+        if unseen:
+            _held(len(found), unseen, verb)
+        return 1 if failed or missing or unseen else 0
 
     return act
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.1f}s"
+def _held(seen: int, elsewhere: int, verb: str) -> None:
+    """Messages RabbitMQ counted as parked that another reader had taken, unacked, meanwhile."""
+    err.print(
+        f"[yellow]{seen + elsewhere} parked, {elsewhere} held by another reader[/yellow] (a "
+        f"`switchyard dlq` or `make status` running now): {verb} again",
+        highlight=False,
+    )
 
 
 def _fail(message: str) -> typer.Exit:

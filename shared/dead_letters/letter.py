@@ -66,6 +66,16 @@ class DeadLetter:
         }
 
 
+def readable_age(seconds: float | None) -> str:
+    """An age as an operator reads it: 42.0s, 3.5m, 1.2h, 2.0d; "?" when it is not known."""
+    if seconds is None:
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.1f}s"
+
+
 def message_id(declared: str | None, body: bytes) -> str:
     """The id the producer gave, else the CloudEvents id in the body, else a hash of the body."""
     if declared:

@@ -6,22 +6,32 @@ back to its `.dlq` when the connection closes, so a browse that dies halfway los
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
-from aio_pika.exceptions import ChannelClosed
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
 
 from shared import failure_headers as fh
 from shared.dead_letters import letter
 from shared.dead_letters.letter import DeadLetter
 from shared.lifecycle import Lifecycle
+from shared.rabbit import cluster
 from shared.rabbit.confirm import confirmed_publish
+from shared.rabbit.depth import queue_depth
 from shared.rabbit.topology import BROKER_DEATH_HEADERS, parking_queue
 
 # Counted by the broker on each redelivery; the replayed message starts again from none.
 DELIVERY_COUNT = "x-delivery-count"
+# How long a browse waits for parked messages another reader took after it counted them, and
+# how often it asks again: a service's age watch gives its one back within a round trip.
+HELD_WAIT, HELD_POLL = 1.0, 0.05
 
 
 class RabbitDeadLetters(Lifecycle):
@@ -31,18 +41,11 @@ class RabbitDeadLetters(Lifecycle):
         self._url, self._prefix, self._confirm_timeout = url, prefix, confirm_timeout
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
+        self.held: dict[str, int] = {}  # work queue -> parked messages the last browse missed
 
     async def start(self) -> None:
         """Connect to the first node that answers (AMQP_URL may list a cluster's nodes)."""
-        *others, last = self._url.split(",")
-        for url in others:
-            try:
-                self._connection = await aio_pika.connect(url, timeout=10)
-                break
-            except (ConnectionError, TimeoutError):
-                continue
-        else:
-            self._connection = await aio_pika.connect(last, timeout=10)
+        self._connection = await cluster.connect(self._url, timeout=10)
         self._channel = await self._connection.channel(publisher_confirms=True)
 
     async def stop(self) -> None:
@@ -52,21 +55,51 @@ class RabbitDeadLetters(Lifecycle):
             self._connection = self._channel = None
 
     async def browse(self, queues: Sequence[str], *, limit: int | None = None) -> list[DeadLetter]:
-        """The messages parked for each work queue, oldest first (at most `limit` per queue)."""
+        """The messages parked for each work queue, oldest first (at most `limit` per queue).
+
+        Afterwards `held` counts, per work queue, the parked messages another reader held.
+        """
         found: list[DeadLetter] = []
+        self.held = {}
         for queue in queues:
             dlq = parking_queue(queue)
-            if not await self._exists(self._prefix + dlq):
+            depth = await queue_depth(self._open_connection(), self._prefix + dlq)
+            if depth is None:
                 continue
             amqp_queue = await self._open().get_queue(self._prefix + dlq, ensure=False)
-            taken = 0
-            while limit is None or taken < limit:
-                message = await amqp_queue.get(no_ack=False, fail=False)
-                if message is None:
-                    break
-                found.append(self._letter(message, dlq, queue))
-                taken += 1
+            letters = await self._take(amqp_queue, dlq, queue, limit)
+            if limit is None:
+                # The count is of messages ready; one another reader took since (another `dlq`
+                # or `make status`, a service's age watch) cannot be taken until it gives it
+                # back. The watch does at once: wait a moment before calling it held.
+                clock = asyncio.get_running_loop().time
+                deadline = clock() + HELD_WAIT
+                while len(letters) < depth.ready and clock() < deadline:
+                    await asyncio.sleep(HELD_POLL)
+                    letters += await self._take(amqp_queue, dlq, queue, None)
+                if len(letters) < depth.ready:
+                    self.held[queue] = depth.ready - len(letters)
+            found += letters
         return found
+
+    async def oldest(self, queue: str) -> DeadLetter | None:
+        """The message at the head of the queue's `.dlq` (the oldest one), given back at once.
+
+        AMQP reads a message only by taking it, and its age is in the message (`x-parked-at`):
+        other readers miss it for the one round trip between this get and its nack.
+        """
+        name = self._prefix + parking_queue(queue)
+        depth = await queue_depth(self._open_connection(), name)
+        if depth is None or not depth.ready:
+            return None  # a get on a missing queue would close the channel
+        amqp_queue = await self._open().get_queue(name, ensure=False)
+        message = await amqp_queue.get(no_ack=False, fail=False)
+        if message is None:
+            return None
+        # nack, not reject: from RabbitMQ 4.3 a reject counts towards a quorum queue's delivery
+        # limit, and this message is given back every watch round.
+        await message.nack(requeue=True)
+        return self._letter(message, parking_queue(queue), queue)
 
     async def replay(self, dead: DeadLetter) -> None:
         """Publish it to its work queue as it was; remove it once the broker confirmed."""
@@ -98,15 +131,17 @@ class RabbitDeadLetters(Lifecycle):
         """Remove it for good."""
         await dead.handle.ack()
 
-    async def _exists(self, name: str) -> bool:
-        # A passive declare of a missing queue closes its channel: ask on a throwaway one.
-        probe = await self._open_connection().channel(publisher_confirms=False)
-        try:
-            async with probe:
-                await probe.declare_queue(name, passive=True)
-        except ChannelClosed:
-            return False
-        return True
+    async def _take(
+        self, amqp_queue: AbstractQueue, dlq: str, queue: str, limit: int | None
+    ) -> list[DeadLetter]:
+        """Take messages unacked until the queue has no more ready, or `limit` were taken."""
+        letters: list[DeadLetter] = []
+        while limit is None or len(letters) < limit:
+            message = await amqp_queue.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            letters.append(self._letter(message, dlq, queue))
+        return letters
 
     def _letter(self, message: AbstractIncomingMessage, dlq: str, queue: str) -> DeadLetter:
         headers = dict(message.headers or {})

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import aio_pika
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.dead_letters import KafkaDeadLetters, RabbitDeadLetters
+from shared.dead_letters.letter import readable_age
 from shared.rabbit import cluster
+from shared.rabbit.depth import queue_depth
 from switchyard.stack.endpoints import Endpoints
 from switchyard.topology import SERVICES, consumer_groups, wirings, work_queues
 
@@ -33,23 +34,19 @@ async def queue_depths(amqp_url: str, prefix: str = "") -> list[Reading]:
     async with connection:
         for name in work_queues(wirings()):
             for queue_name, dead in ((prefix + name, False), (f"{prefix}{name}.dlq", True)):
-                channel = await connection.channel()
-                try:
-                    queue = await channel.declare_queue(queue_name, passive=True)
-                    depth = queue.declaration_result.message_count
-                    consumers = queue.declaration_result.consumer_count
-                    value = f"{depth} ready" + ("" if dead else f", {consumers} consumers")
-                    reading = Reading(
-                        "dead letters" if dead else "queue", queue_name, value, dead and depth > 0
-                    )
-                    readings.append(reading)
-                    if dead and depth:
-                        parked[name] = reading
-                except aio_pika.exceptions.ChannelClosed:
+                depth = await queue_depth(connection, queue_name)
+                if depth is None:
                     readings.append(Reading("queue", queue_name, "not declared yet"))
+                    continue
+                value = f"{depth.ready} ready" + ("" if dead else f", {depth.consumers} consumers")
+                kind = "dead letters" if dead else "queue"
+                reading = Reading(kind, queue_name, value, dead and depth.ready > 0)
+                readings.append(reading)
+                if dead and depth.ready:
+                    parked[name] = reading
     # After the depths: reading a message's age takes it for a moment.
     for name, age in (await _oldest_parked(amqp_url, prefix, list(parked))).items():
-        parked[name].value += _age(age)
+        parked[name].value += f", oldest {readable_age(age)}"
     return readings
 
 
@@ -86,7 +83,8 @@ async def kafka_lag(bootstrap: str, prefix: str = "") -> list[Reading]:
                 ends = await probe.end_offsets(tps)
                 if name.endswith(".dlt"):
                     here = [d for d in parked if prefix + d.parked_in.split("[")[0] == name]
-                    value = f"{len(here)} records" + (_age(_max_age(here)) if here else "")
+                    oldest = f", oldest {readable_age(_max_age(here))}" if here else ""
+                    value = f"{len(here)} records{oldest}"
                     readings.append(Reading("dead letters", name, value, bool(here)))
                     continue
                 for group in groups:
@@ -109,20 +107,14 @@ async def _oldest_parked(amqp_url: str, prefix: str, queues: list[str]) -> dict[
         return ages
     async with RabbitDeadLetters(amqp_url, prefix=prefix) as dead_letters:
         for queue in queues:
-            ages.update(
-                (queue, age)
-                for d in await dead_letters.browse([queue], limit=1)
-                if (age := d.age()) is not None
-            )
+            oldest = await dead_letters.oldest(queue)
+            if oldest is not None and (age := oldest.age()) is not None:
+                ages[queue] = age
     return ages
 
 
 def _max_age(letters) -> float | None:
     return max((age for d in letters if (age := d.age()) is not None), default=None)
-
-
-def _age(seconds: float | None) -> str:
-    return "" if seconds is None else f", oldest {seconds:.1f}s"
 
 
 async def outbox_backlog(database_url: str) -> list[Reading]:
