@@ -31,6 +31,7 @@ from shared.metrics import (
 )
 from shared.rabbit import topology
 from shared.rabbit.confirm import confirmed_publish
+from shared.rabbit.depth import queue_depth
 from shared.retry import RetryPolicy
 from shared.supervision import ConsumerWaiting, Progress
 from shared.tracing import consuming
@@ -118,15 +119,10 @@ class RabbitConsumer:
             raise ConsumerWaiting("its connection is down; it consumes again once RabbitMQ is back")
         if self._channel.is_closed:
             raise ConnectionError("its channel is closed")
-        underlay = await self._channel.get_underlay_channel()
-        # A plain channel of its own: a robust channel answers a passive declare from its cache,
-        # with the message count of the first declare.
-        probe = await underlay.connection.channel(publisher_confirms=False)
-        try:
-            declared = await probe.queue_declare(self._prefixed, passive=True)
-        finally:
-            await probe.close()
-        return (declared.message_count or 0) + self._busy
+        depth = await queue_depth(self._connection, self._prefixed)
+        if depth is None:
+            raise LookupError(f"queue {self._prefixed} is not declared")
+        return depth.ready + self._busy
 
     async def restart(self) -> None:
         """Consume again on this channel.
