@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
-from aio_pika.exceptions import ChannelNotFoundEntity
+from aio_pika.exceptions import ChannelNotFoundEntity, DeliveryError
 
 from shared.channels import Channel
 from shared.envelope import CONTENT_TYPE, Envelope, encode
+from shared.errors import PublishError
 from shared.handlers import Receiver
 from shared.lifecycle import Lifecycle
 from shared.metrics import MESSAGES_PUBLISHED
@@ -42,7 +44,8 @@ class RabbitBus(Lifecycle):
         self._confirm_timeout = confirm_timeout
         self._exchange_wait = exchange_wait
         self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractRobustChannel | None = None  # topology and publishing
+        self._channel: AbstractRobustChannel | None = None  # topology
+        self._publishing: AbstractRobustChannel | None = None  # renewed after a nack
         self._consumers: list[RabbitConsumer] = []
 
     def name(self, logical: str) -> str:
@@ -54,6 +57,7 @@ class RabbitBus(Lifecycle):
         on another node of a cluster when `url` lists several (comma-separated)."""
         self._connection = await cluster.connect_robust(self._url)
         self._channel = await self._connection.channel(publisher_confirms=True)
+        self._publishing = await self._connection.channel(publisher_confirms=True)
         log.info("rabbit.connected", prefix=self.prefix)
 
     async def stop(self) -> None:
@@ -63,7 +67,7 @@ class RabbitBus(Lifecycle):
         self._consumers.clear()
         if self._connection is not None:
             await self._connection.close()
-            self._connection = self._channel = None
+            self._connection = self._channel = self._publishing = None
 
     async def ping(self) -> None:
         """Ask the broker for real (readiness); raises, or waits while it is unreachable."""
@@ -169,14 +173,19 @@ class RabbitBus(Lifecycle):
             timestamp=envelope.time,
             app_id=envelope.source,
         )
+        used = self._publishing
+        if used is None:
+            raise RuntimeError("RabbitBus.start() was not called")
         with publishing("rabbitmq", channel.name, envelope.id, envelope.type, headers or {}):
-            await confirmed_publish(
-                self._open_channel(),
-                self.name(channel.name),
-                message,
-                routing_key,
-                confirm_timeout=self._confirm_timeout,
-            )
+            try:
+                await confirmed_publish(
+                    used, self.name(channel.name), message, routing_key,
+                    confirm_timeout=self._confirm_timeout,
+                )  # fmt: skip
+            except PublishError as exc:
+                if isinstance(exc.__cause__, DeliveryError):
+                    await self._renew_publishing(used)
+                raise
         MESSAGES_PUBLISHED.labels("rabbit", channel.name).inc()
         log.debug(
             "rabbit.published",
@@ -206,6 +215,21 @@ class RabbitBus(Lifecycle):
         await consumer.start()
         self._consumers.append(consumer)
         return consumer
+
+    async def _renew_publishing(self, refused: AbstractRobustChannel) -> None:
+        """Publish on a new channel from now on, after `refused` was nacked.
+
+        A nack is the broker's "not taken": the outbox tries the row again. But after a quorum
+        queue's leader moved to another node, the channel that published to it can go on
+        refusing every message (seen with RabbitMQ 3.10 and `x-overflow: reject-publish`) while
+        a new channel publishes at once; so the next try gets a channel with no such state.
+        """
+        if self._connection is None or self._publishing is not refused:
+            return  # stopped, or another publish renewed it already
+        self._publishing = await self._connection.channel(publisher_confirms=True)
+        log.warning("rabbit.publishing_channel_renewed", prefix=self.prefix)
+        with suppress(Exception):  # it is being dropped; how it closes changes nothing
+            await refused.close()
 
     def _open_channel(self) -> AbstractRobustChannel:
         if self._channel is None:
