@@ -10,6 +10,7 @@ is replayed again next time, and the consumers' inbox skips the second copy.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -70,7 +71,7 @@ class RemovalMark:
 
 
 class KafkaDeadLetters(Lifecycle):
-    """Reads `.dlt` partitions from the removal mark on; replays with the one idempotent producer."""
+    """Reads `.dlt` partitions from the removal mark on; replays with an idempotent producer."""
 
     def __init__(self, bootstrap: str, *, prefix: str = "", timeout: float = 10.0) -> None:
         self._bootstrap, self._prefix = bootstrap, prefix
@@ -85,17 +86,26 @@ class KafkaDeadLetters(Lifecycle):
             group_id=self.group,
             enable_auto_commit=False,
         )
+        # Started by the first replay: each idempotent producer costs the broker a producer id,
+        # and most uses (a listing, the age watch) send nothing.
         self._producer = RecordProducer(bootstrap, REMOVED_GROUP, timeout)
+        self._producing = False
 
     async def start(self) -> None:
-        await self._admin.start()
-        await self._reader.start()
-        await self._producer.start()
+        try:
+            await self._admin.start()
+            await self._reader.start()
+        except BaseException:
+            await self.stop()  # the one that started is closed, not leaked
+            raise
 
     async def stop(self) -> None:
-        await self._producer.stop()
-        await self._reader.stop()
-        await self._admin.close()
+        """Close every client, each even if closing another raised."""
+        async with AsyncExitStack() as closing:
+            closing.push_async_callback(self._admin.close)
+            closing.push_async_callback(self._reader.stop)
+            closing.push_async_callback(self._producer.stop)  # runs first; nothing if unstarted
+        self._producing = False
 
     async def browse(self, topics: Sequence[str], *, limit: int | None = None) -> list[DeadLetter]:
         """The records parked for each topic and not removed (at most `limit` per partition)."""
@@ -144,6 +154,9 @@ class KafkaDeadLetters(Lifecycle):
         partition = headers.get(fh.ORIGINAL_PARTITION)
         dropped = letter.FAILURE_HEADERS | letter.KAFKA_ORIGIN_HEADERS
         kept: Headers = [(name, value) for name, value in record.headers if name not in dropped]
+        if not self._producing:
+            await self._producer.start()
+            self._producing = True
         await self._producer.send(
             record.topic.removesuffix(DEAD_LETTER_SUFFIX),
             record.value,
