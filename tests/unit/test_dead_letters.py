@@ -1,16 +1,18 @@
-"""The Kafka removal mark and the headers a replay keeps: pure rules, no broker."""
+"""The Kafka removal mark, the headers a replay keeps, what the CLI says: no broker."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
 from aiokafka.structs import OffsetAndMetadata
 
 from shared import failure_headers as fh
-from shared.dead_letters import RemovalMark
-from shared.dead_letters.letter import attempts, message_id, parked_at, reason
+from shared.dead_letters import KafkaDeadLetters, RemovalMark
+from shared.dead_letters.letter import attempts, message_id, parked_at, readable_age, reason
 from shared.dead_letters.rabbit import replay_headers
+from switchyard import dlq
 
 pytestmark = pytest.mark.unit
 
@@ -79,3 +81,40 @@ def test_a_message_without_an_id_is_named_by_its_body():
     assert message_id("given", b"{}") == "given"
     assert message_id(None, b'{"id": "from-body"}') == "from-body"
     assert message_id(None, b"\xff not json").startswith("sha256:")
+
+
+def test_an_age_reads_in_the_largest_unit_it_fills():
+    ages = [None, 4.25, 90, 2 * 3600, 3 * 86400]
+    assert [readable_age(a) for a in ages] == ["?", "4.2s", "1.5m", "2.0h", "3.0d"]
+
+
+def test_replaying_all_while_another_reader_holds_some_is_not_a_success(capsys):
+    act = dlq._each(None, True, "replay")
+    assert asyncio.run(act([], 2)) == 1
+    assert "2 parked, 2 held by another reader" in capsys.readouterr().err
+
+
+class Client:
+    """Stands in for one Kafka client; its close is recorded, and may fail."""
+
+    def __init__(self, name: str, closed: list[str], *, fails: bool = False) -> None:
+        self.name, self.closed, self.fails = name, closed, fails
+
+    async def stop(self) -> None:
+        self.closed.append(self.name)
+        if self.fails:
+            raise RuntimeError(f"{self.name} could not close")
+
+    close = stop
+
+
+async def test_stopping_closes_every_kafka_client_even_when_one_fails():
+    dead_letters = KafkaDeadLetters("127.0.0.1:9")
+    await dead_letters.stop()  # the real, never started clients
+    closed: list[str] = []
+    dead_letters._producer = Client("producer", closed, fails=True)
+    dead_letters._reader = Client("reader", closed)
+    dead_letters._admin = Client("admin", closed)
+    with pytest.raises(RuntimeError, match="producer"):
+        await dead_letters.stop()
+    assert closed == ["producer", "reader", "admin"]
