@@ -83,6 +83,12 @@ async def schemathesis_run(url: str, workdir: Path) -> tuple[int, str]:
 
 
 async def test_every_service_does_what_its_openapi_document_says(served, tmp_path):
-    runs = await asyncio.gather(*(schemathesis_run(url, tmp_path) for url in served.values()))
+    # A directory per service: the three runs are at once, and each writes its .schemathesis/.
+    workdirs = {name: tmp_path / name for name in served}
+    for workdir in workdirs.values():
+        workdir.mkdir()
+    runs = await asyncio.gather(
+        *(schemathesis_run(url, workdirs[name]) for name, url in served.items())
+    )
     failed = {name: report for name, (status, report) in zip(served, runs, strict=True) if status}
     assert not failed, "\n\n".join(f"== {name} ==\n{report}" for name, report in failed.items())
