@@ -20,8 +20,13 @@ class Endpoints:
 
     @property
     def nodes(self) -> int:
-        """How many nodes each broker has: 1, or 3 in cluster mode."""
+        """How many RabbitMQ nodes: 1, or 3 in cluster mode (Kafka's are counted apart)."""
         return max(1, len(self.amqp_nodes))
+
+    @property
+    def kafka_brokers(self) -> int:
+        """How many Kafka brokers the bootstrap list names."""
+        return max(1, len([b for b in self.kafka_bootstrap.split(",") if b.strip()]))
 
     @property
     def amqp_failover_url(self) -> str:
@@ -30,8 +35,13 @@ class Endpoints:
 
     @property
     def kafka_replication(self) -> tuple[int, int]:
-        """Each topic's replicas and the in-sync replicas an acks=all write needs."""
-        return (3, 2) if self.nodes >= 3 else (1, 1)
+        """Each topic's replicas and the in-sync replicas an acks=all write needs.
+
+        From Kafka's own brokers, not RabbitMQ's nodes: an external stack may have three
+        brokers behind one AMQP URL. One broker may be down and writes still go on.
+        """
+        replicas = min(3, self.kafka_brokers)
+        return replicas, max(1, replicas - 1)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")

@@ -46,7 +46,7 @@ def service_env(
         "DATABASE_URL": service_url(endpoints.database_url, service.name, database),
         "AMQP_URL": endpoints.amqp_failover_url,  # a cluster's every node, tried in turn
         "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap,
-        **(cluster if endpoints.nodes > 1 else {}),
+        **(cluster if replicas > 1 else {}),  # a single broker: the services' defaults
         "BROKER_PREFIX": prefix,
         "USERS_URL": peers["users"],
         "ORDERS_URL": peers["orders"],

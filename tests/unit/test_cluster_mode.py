@@ -37,6 +37,19 @@ def test_a_cluster_gives_the_services_every_node_and_production_replication():
     assert (env["KAFKA_REPLICATION_FACTOR"], env["KAFKA_MIN_INSYNC_REPLICAS"]) == ("3", "2")
 
 
+def test_kafka_replication_counts_kafka_brokers_not_rabbitmq_nodes():
+    three_brokers = Endpoints("external", SINGLE.database_url, NODES[0], CLUSTER.kafka_bootstrap)
+    assert (three_brokers.nodes, three_brokers.kafka_replication) == (1, (3, 2))
+    env = service_env(SERVICES[0], three_brokers)
+    assert (env["KAFKA_REPLICATION_FACTOR"], env["KAFKA_MIN_INSYNC_REPLICAS"]) == ("3", "2")
+    assert env["AMQP_URL"] == NODES[0]
+    one_broker = Endpoints("external", SINGLE.database_url, NODES[0], SINGLE.kafka_bootstrap,
+                           amqp_nodes=NODES)  # fmt: skip
+    assert (one_broker.nodes, one_broker.kafka_replication) == (3, (1, 1))
+    two_brokers = Endpoints("external", SINGLE.database_url, NODES[0], "a:1, b:2")
+    assert two_brokers.kafka_replication == (2, 1)
+
+
 def test_endpoints_keep_their_nodes_through_the_state_file(tmp_path):
     CLUSTER.save(tmp_path / "endpoints.json")
     assert Endpoints.load(tmp_path / "endpoints.json") == CLUSTER
