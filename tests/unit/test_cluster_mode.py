@@ -115,3 +115,13 @@ async def test_the_cluster_connection_starts_at_the_first_node_and_moves_in_turn
         connection._move()
         seen.append(str(connection.url))
     assert seen == [NODES[1], NODES[2], NODES[0]]
+
+
+def test_switchyard_dlq_is_given_every_rabbitmq_node_of_the_stack(monkeypatch):
+    from switchyard import dlq
+    from switchyard.stack import control
+
+    monkeypatch.setattr(control, "current", lambda: CLUSTER)
+    where = dlq.scope(None, None, "", None, None)
+    assert node_urls(where.amqp_url) == list(NODES)  # node 1 down: the next one answers
+    assert where.kafka == CLUSTER.kafka_bootstrap

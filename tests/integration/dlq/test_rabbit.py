@@ -17,6 +17,7 @@ from shared.rabbit import parking_queue
 from shared.rabbit import topology as rabbit_topology
 from shared.rabbit.confirm import confirmed_publish
 from shared.rabbit.depth import queue_depth
+from switchyard.stack.processes import free_port
 from tests.integration.dlq.parked import (
     EXCHANGE,
     FAST,
@@ -181,3 +182,11 @@ async def test_reading_the_oldest_age_gives_the_message_back_at_once(rabbit, raw
         # Given back while this reader is still connected: another one sees both.
         await eventually(lambda: depth_is(raw, parking_queue(names + QUEUE), 2))
         assert await dead_letters.oldest("orders.nothing-parked") is None  # no such .dlq
+
+
+async def test_dead_letters_are_read_through_the_first_node_that_answers(rabbit, raw, names):
+    envelope = event()
+    await park_in_rabbit(raw, names, envelope)
+    dead = f"amqp://guest:guest@127.0.0.1:{free_port()}/"  # nothing listens there
+    async with RabbitDeadLetters(f"{dead},{rabbit._url}", prefix=names) as dead_letters:
+        assert [d.id for d in await dead_letters.browse([QUEUE])] == [envelope.id]
