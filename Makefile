@@ -30,7 +30,10 @@ logs: install ## Show logs (SERVICE=users|orders|payments|postgres|rabbitmq|kafk
 	@$(BIN)/switchyard stack logs $(SERVICE) $(if $(FOLLOW),--follow)
 
 test: install ## Run the whole suite (starts its own servers unless URLs are in the environment)
-	@$(BIN)/pytest -m "not ledger" $(PYTEST_ARGS)
+	@$(BIN)/pytest -m "not ledger and not fuzz" $(PYTEST_ARGS)
+	@# The OpenAPI fuzz run gets servers of its own: after it, the shared RabbitMQ 3.10 node was
+	@# seen to stop answering the tests that came later (an open issue, see the README).
+	@$(BIN)/pytest -m fuzz $(PYTEST_ARGS)
 
 .PHONY: chaos
 chaos: install ## The chaos ledger: orders counted through every blow, single node and cluster

@@ -28,7 +28,7 @@ from tests.support.services import settings_for
 from users.app import create_app as create_users
 from users.settings import UsersSettings
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.fuzz]
 
 # Cases per operation in each generating phase: enough to reach each documented answer, few
 # enough that the module stays within a minute. The coverage phase (boundaries, each constraint
