@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from switchyard.stack.bootstrap import (
-    bootstrap,
     create_database,
     drop_database,
+    fresh_template,
     service_url,
     with_database,
 )
@@ -75,10 +75,7 @@ def servers(stack: Endpoints) -> Iterator[NativeStack]:
 @pytest.fixture(scope="session")
 def template_database(stack: Endpoints) -> str:
     """The bootstrapped, migrated database every test database is copied from."""
-    url = with_database(stack.database_url, TEMPLATE_DATABASE)
-    drop_database(stack.database_url, TEMPLATE_DATABASE)
-    bootstrap(url)
-    return TEMPLATE_DATABASE
+    return fresh_template(stack.database_url, TEMPLATE_DATABASE)
 
 
 @pytest.fixture

@@ -72,3 +72,10 @@ def bootstrap(database_url: str) -> None:
     create_database(database_url, database)
     create_schemas(database_url)
     migrate(database_url)
+
+
+def fresh_template(admin_url: str, template: str) -> str:
+    """`template` dropped and bootstrapped again: the database each test's copy is made from."""
+    drop_database(admin_url, template)
+    bootstrap(with_database(admin_url, template))
+    return template

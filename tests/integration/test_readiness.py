@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import aio_pika
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -20,12 +19,12 @@ from shared.app import create_service_app
 from shared.channels import Channel
 from shared.envelope import Envelope, new_envelope
 from shared.kafka import KafkaBus, KafkaConsumer
-from shared.rabbit import RabbitBus, RabbitConsumer, parking_queue, retry_queue
+from shared.rabbit import RabbitBus, RabbitConsumer
 from shared.supervision import check_name
 from shared.wiring import KafkaSubscription, RabbitSubscription, Wiring
 from tests.support.eventually import eventually
 from tests.support.servers import serving
-from tests.support.services import RETRY_DELAYS, settings_for
+from tests.support.services import delete_work_queues, settings_for
 from users import db
 from users.settings import UsersSettings
 
@@ -115,15 +114,7 @@ async def probe(stack, database, names) -> AsyncIterator[Probe]:
                 finally:
                     handler.gate.set()  # a held handler would keep the service from stopping
         finally:
-            await _delete_queues(stack.amqp_url, names + QUEUE)
-
-
-async def _delete_queues(amqp_url: str, work: str) -> None:
-    """Quorum queues are not free: drop this test's once it is over."""
-    async with await aio_pika.connect(amqp_url) as connection:
-        channel = await connection.channel()
-        for name in [work, parking_queue(work), *(retry_queue(work, d) for d in RETRY_DELAYS)]:
-            await channel.queue_delete(name)
+            await delete_work_queues(stack.amqp_url, names + QUEUE)
 
 
 async def kill(consumer: RabbitConsumer | KafkaConsumer) -> None:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from switchyard.stack.bootstrap import bootstrap, drop_database, with_database
+from switchyard.stack.bootstrap import fresh_template
 from switchyard.stack.endpoints import Endpoints
 from switchyard.stack.native import NativeStack
 from switchyard.stack.selection import test_stack
 
-CLUSTER_TEMPLATE_DATABASE = "switchyard_template"
+TEMPLATE_DATABASE = "switchyard_template"  # on its own Postgres: the same name clashes with nothing
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +53,4 @@ def cluster_servers(cluster_stack: Endpoints) -> Iterator[NativeStack]:
 @pytest.fixture(scope="session")
 def cluster_template_database(cluster_stack: Endpoints) -> str:
     """The migrated database every test database on the cluster's Postgres is copied from."""
-    url = with_database(cluster_stack.database_url, CLUSTER_TEMPLATE_DATABASE)
-    drop_database(cluster_stack.database_url, CLUSTER_TEMPLATE_DATABASE)
-    bootstrap(url)
-    return CLUSTER_TEMPLATE_DATABASE
+    return fresh_template(cluster_stack.database_url, TEMPLATE_DATABASE)

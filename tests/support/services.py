@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import aio_pika
+
 from shared.kafka import GroupTimings
+from shared.rabbit import parking_queue, retry_queue
 from shared.settings import ServiceSettings
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -34,3 +37,16 @@ def settings_for(cls: type[S], service: str, stack, database, names: str, **over
     )
     values.update(overrides)
     return cls(_env_file=None, **values)
+
+
+async def delete_work_queues(amqp_url: str, *work: str) -> None:
+    """Quorum queues are not free: drop each work queue of a test, its parking and retry queues."""
+    async with await aio_pika.connect(amqp_url) as connection:
+        channel = await connection.channel()
+        for queue in work:
+            for name in [
+                queue,
+                parking_queue(queue),
+                *(retry_queue(queue, d) for d in RETRY_DELAYS),
+            ]:
+                await channel.queue_delete(name)

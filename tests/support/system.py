@@ -7,18 +7,16 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-import aio_pika
 from fastapi import FastAPI
 
 from orders.app import create_app as create_orders_app
 from orders.settings import OrdersSettings
 from payments.app import create_app as create_payments_app
 from payments.settings import PaymentsSettings
-from shared.rabbit import parking_queue, retry_queue
 from switchyard.client import StackUrls, SwitchyardClient
 from switchyard.topology import wirings, work_queues
 from tests.support.servers import serving
-from tests.support.services import RETRY_DELAYS, settings_for
+from tests.support.services import delete_work_queues, settings_for
 from users.app import create_app as create_users_app
 from users.settings import UsersSettings
 
@@ -96,17 +94,4 @@ async def running_system(
             running.push_async_callback(client.aclose)
             yield System(apps, client)
     finally:
-        await _delete_queues(stack.amqp_url, names)
-
-
-async def _delete_queues(amqp_url: str, names: str) -> None:
-    """Quorum queues are not free: drop this test's once it is over."""
-    async with await aio_pika.connect(amqp_url) as connection:
-        channel = await connection.channel()
-        for work in (names + queue for queue in work_queues(wirings())):
-            for name in [
-                work,
-                parking_queue(work),
-                *(retry_queue(work, d) for d in RETRY_DELAYS),
-            ]:
-                await channel.queue_delete(name)
+        await delete_work_queues(stack.amqp_url, *(names + q for q in work_queues(wirings())))

@@ -21,10 +21,9 @@ from shared.channels import Channel
 from shared.db import make_engine
 from shared.envelope import Envelope, decode, new_envelope
 from shared.rabbit import RabbitBus, parking_queue
-from shared.rabbit.topology import retry_queue
 from tests.support.eventually import eventually
 from tests.support.servers import serving
-from tests.support.services import RETRY_DELAYS, settings_for
+from tests.support.services import delete_work_queues, settings_for
 from users.app import create_app as create_users_app
 from users.settings import UsersSettings
 
@@ -186,15 +185,7 @@ async def _serve_orders(stack, database, names, users_url: str) -> AsyncIterator
             yield Orders(http, engine, rabbit)
     finally:
         await engine.dispose()
-        await _delete_queues(stack.amqp_url, names + PAYMENT_EVENTS_QUEUE)
-
-
-async def _delete_queues(amqp_url: str, work: str) -> None:
-    """Quorum queues are not free: drop this test's once it is over."""
-    async with await aio_pika.connect(amqp_url) as connection:
-        channel = await connection.channel()
-        for name in [work, parking_queue(work), *(retry_queue(work, d) for d in RETRY_DELAYS)]:
-            await channel.queue_delete(name)
+        await delete_work_queues(stack.amqp_url, names + PAYMENT_EVENTS_QUEUE)
 
 
 @pytest.fixture
