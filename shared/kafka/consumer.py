@@ -144,8 +144,7 @@ class KafkaConsumer:
             self._task.cancel()
             await asyncio.wait([self._task])
         if self._consumer is not None:
-            with suppress(KafkaError):
-                await self._consumer.stop()  # its partitions go to the other members at once
+            await _leave(self._consumer)  # its partitions go to the other members at once
         self.partitions, self._unhandled, self._crash = frozenset(), 0, None
         self.assigned.clear()
         self._interrupted.clear()
@@ -168,7 +167,7 @@ class KafkaConsumer:
             if self._fetching:  # nothing in flight: a fetch holds no state worth waiting for
                 self._task.cancel()
             await asyncio.wait([self._task])
-        await self._consumer.stop()  # leaves the group: its partitions move at once
+        await _leave(self._consumer)  # its partitions move at once
         self._consumer = None
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
@@ -181,6 +180,7 @@ class KafkaConsumer:
                     batch = await consumer.getmany(timeout_ms=1000, max_records=self._max_records)
                 finally:
                     self._fetching = False
+                _check_client(consumer)
                 self._unhandled = sum(map(len, batch.values()))
                 async with self._busy, asyncio.TaskGroup() as partitions:
                     for tp, records in batch.items():
@@ -194,7 +194,7 @@ class KafkaConsumer:
             # Nothing was committed past the failure, so a restarted member picks it up again.
             log.exception("kafka.consumer_crashed", group=self.group)
             # Leave the group: the partitions go to healthy members now.
-            await consumer.stop()
+            await _leave(consumer)
 
     async def _drain(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord]
@@ -326,6 +326,37 @@ class KafkaConsumer:
             error=repr(exc),
         )
         return True
+
+
+async def _leave(consumer: AIOKafkaConsumer) -> None:
+    """Stop the client and leave the group; a client whose fetcher or coordinator died re-raises
+    that error from stop(), and it is already known (logged and kept as the crash)."""
+    with suppress(KafkaError):
+        await consumer.stop()
+
+
+class ClientTaskEnded(Exception):
+    """A background task of the aiokafka client stopped; the member would receive nothing more."""
+
+
+def _check_client(consumer: AIOKafkaConsumer) -> None:
+    """Raise ClientTaskEnded if the client's fetcher or metadata task is over.
+
+    aiokafka fetches, and refreshes the cluster's metadata, in tasks of its own and never tells
+    `getmany` when one of them ended: it then answers "no records" for ever while the member
+    keeps its partitions. They end when a write hits a connection the broker just closed under
+    uvloop, which raises RuntimeError where aiokafka expects OSError (aio-libs/aiokafka#1038).
+    The member then crashes, and the supervisor replaces it with a fresh client. (The group
+    coordinator's task is checked by `getmany` itself.)
+    """
+    # aiokafka has no public "is it alive" for these.
+    for name, task in (("fetcher", consumer._fetcher.error_future),
+                       ("metadata", consumer._client._sync_task)):  # fmt: skip
+        if task is None or not task.done():
+            continue
+        error = None if task.cancelled() else task.exception()
+        why = getattr(error, "__cause__", None) or error  # aiokafka wraps it in a KafkaError
+        raise ClientTaskEnded(f"the Kafka client's {name} task ended: {why!r}") from error
 
 
 class _Rebalance(ConsumerRebalanceListener):

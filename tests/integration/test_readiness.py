@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from aiokafka.client import ConnectionGroup
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -187,3 +188,48 @@ async def test_consumer_checks_are_listed_by_broker_and_name(probe):
     status, checks = await probe.readiness()
     assert status == 200
     assert checks[f"consumer:rabbit:{QUEUE}"] == checks[f"consumer:kafka:{GROUP}"] == "ok"
+
+
+async def test_a_kafka_member_whose_fetcher_ended_is_restarted(probe, monkeypatch):
+    """uvloop raises RuntimeError when aiokafka writes to a connection the broker closed, and
+    aiokafka's fetcher task dies of it without a word (aio-libs/aiokafka#1038)."""
+    consumer = probe.consumer("kafka")
+    name = check_name(consumer)
+    may_restart = asyncio.Event()
+    restart = consumer.restart
+
+    async def held_restart() -> None:
+        await may_restart.wait()
+        await restart()
+
+    monkeypatch.setattr(consumer, "restart", held_restart)
+    client = consumer._consumer
+    fetcher = client._fetcher.error_future
+    for (_node, group), connection in client._client._conns.items():
+        if group is ConnectionGroup.DEFAULT:  # fetches, not the group coordinator's heartbeats
+            monkeypatch.setattr(connection._writer, "write", closed_by_the_broker)
+    # The broker closed a fetch connection at the moment the fetcher wrote its next request.
+    await eventually(fetcher.done, timeout=10, message="the fetcher wrote and died")
+
+    async def reported_dead() -> str | None:
+        _status, checks = await probe.readiness()  # the first 503s may name the dead connection
+        return checks[name] if checks[name].startswith("ConsumerDead") else None
+
+    why = await eventually(reported_dead, timeout=10, message=f"{name} reported dead")
+    assert why.startswith("ConsumerDead: crashed: ClientTaskEnded(")
+    assert "RuntimeError" in why
+
+    may_restart.set()
+    await eventually(probe.ready, timeout=30, message=f"{name} restarted and ready")
+    after = event()
+    await probe.publish("kafka", after)
+    await eventually(
+        lambda: after.id in probe.handler.handled, message="the restarted member handles"
+    )
+
+
+def closed_by_the_broker(data: bytes) -> None:
+    """What uvloop's transport does with a write after the peer closed it."""
+    raise RuntimeError(
+        "unable to perform operation on <TCPTransport closed=True>; the handler is closed"
+    )
