@@ -116,9 +116,9 @@ class KafkaConsumer:
             return "not started"
         if not self._task.done():
             return None
-        if self._task.cancelled():
-            return "its task was cancelled"
-        return self._crash or "its task ended"
+        if self._crash is not None:  # its leaving the group may have ended in a cancellation
+            return self._crash
+        return "its task was cancelled" if self._task.cancelled() else "its task ended"
 
     async def waiting(self) -> int:
         """Records of this member's partitions not yet handled: in the batch at hand, or still
