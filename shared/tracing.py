@@ -8,6 +8,7 @@ adapter). Spans say which consumer they belong to in their attributes, so nothin
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -15,8 +16,9 @@ from typing import Any, Literal
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler, SamplingResult
 from opentelemetry.trace import Link, Span, SpanKind
 
 Exporter = Literal["none", "console", "otlp"]
@@ -25,6 +27,24 @@ Headers = Mapping[str, Any] | Iterable[tuple[str, Any]]
 
 tracer = trace.get_tracer("switchyard")
 _exporting: set[str] = set()
+
+
+class WhileExported(Sampler):
+    """Records spans once something exports them, and only then.
+
+    A recorded span costs its attributes, events and end-of-span processing, and without an
+    exporter all of that goes nowhere. An unrecorded span still has its trace and span ids: they
+    travel with every message and every log line all the same.
+    """
+
+    def __init__(self) -> None:
+        self.exported = False
+
+    def should_sample(self, *args, **kwargs) -> SamplingResult:
+        return (ALWAYS_ON if self.exported else ALWAYS_OFF).should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        return f"WhileExported{{{self.exported}}}"
 
 
 def configure_tracing(
@@ -38,12 +58,22 @@ def configure_tracing(
     """
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
-        provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+        resource = Resource.create({SERVICE_NAME: service_name})
+        # An operator's OTEL_TRACES_SAMPLER wins (the SDK reads it when given no sampler).
+        sampler = None if os.environ.get("OTEL_TRACES_SAMPLER") else WhileExported()
+        provider = TracerProvider(resource=resource, sampler=sampler)
         trace.set_tracer_provider(provider)
     if exporter != "none" and exporter not in _exporting:
-        provider.add_span_processor(BatchSpanProcessor(_exporter(exporter, otlp_endpoint)))
+        export_spans(provider, BatchSpanProcessor(_exporter(exporter, otlp_endpoint)))
         _exporting.add(exporter)
     return provider
+
+
+def export_spans(provider: TracerProvider, processor: SpanProcessor) -> None:
+    """Hand every span ended from now on to `processor`: spans are recorded from now on."""
+    provider.add_span_processor(processor)
+    if isinstance(provider.sampler, WhileExported):
+        provider.sampler.exported = True
 
 
 def _exporter(kind: Exporter, otlp_endpoint: str | None) -> SpanExporter:

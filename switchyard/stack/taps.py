@@ -46,9 +46,11 @@ class Tap:
 async def kafka_tap(bootstrap: str, topic: str) -> AsyncIterator[Tap]:
     """Read `topic` from the beginning, without a group, for as long as the block runs."""
     tap = Tap()
+    # A fetch returns as soon as a record arrives, whatever its longest wait: the default wait
+    # (500 ms) only paces polling while nothing comes, which otherwise costs the broker CPU.
+    # Metadata every second: the topic may be created after the tap starts.
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None, metadata_max_age_ms=1000,
-                                fetch_max_wait_ms=20)  # fmt: skip
+                                enable_auto_commit=False, group_id=None, metadata_max_age_ms=1000)  # fmt: skip
     await consumer.start()
 
     async def pump() -> None:

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, format_trace_id
 
-from shared.tracing import configure_tracing
+from shared.tracing import configure_tracing, export_spans
 from tests.support.eventually import eventually
 from tests.support.system import running_system
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 def spans() -> Iterator[InMemorySpanExporter]:
     """Every span this process ends during the test (all in-process services share a provider)."""
     exporter = InMemorySpanExporter()
-    configure_tracing("switchyard-tests").add_span_processor(SimpleSpanProcessor(exporter))
+    export_spans(configure_tracing("switchyard-tests"), SimpleSpanProcessor(exporter))
     yield exporter
     # A provider cannot drop a processor: a stopped exporter refuses, and keeps, nothing more.
     exporter.shutdown()

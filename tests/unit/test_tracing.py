@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared.tracing import consuming, context_from, trace_headers
+from shared.tracing import WhileExported, consuming, context_from, export_spans, trace_headers
 
 pytestmark = pytest.mark.unit
 
@@ -45,3 +48,22 @@ def test_what_a_handler_owes_carries_the_trace_of_the_message_it_handles():
     ):
         owed = trace_headers()
     assert owed["traceparent"].split("-")[1] == TRACE_ID
+
+
+def test_spans_are_recorded_only_once_exported_and_carry_their_ids_either_way():
+    provider = TracerProvider(sampler=WhileExported())
+    tracer = provider.get_tracer(__name__)
+    with tracer.start_as_current_span("before") as before:
+        unrecorded = before.get_span_context()
+        carried = trace_headers()
+    assert not before.is_recording()
+    assert unrecorded.is_valid  # its ids still go into log lines and message headers
+    ids = f"00-{trace.format_trace_id(unrecorded.trace_id)}-{trace.format_span_id(unrecorded.span_id)}-"
+    assert carried["traceparent"].startswith(ids)
+    assert not int(carried["traceparent"].removeprefix(ids), 16) & 1  # not sampled
+
+    exporter = InMemorySpanExporter()
+    export_spans(provider, SimpleSpanProcessor(exporter))
+    with tracer.start_as_current_span("after") as after:
+        assert after.is_recording()
+    assert [span.name for span in exporter.get_finished_spans()] == ["after"]
