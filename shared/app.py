@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
+import asyncpg
 import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -141,6 +142,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeout)
     @app.exception_handler(InvalidRequestError)
     @app.exception_handler(DBAPIError)
+    @app.exception_handler(asyncpg.PostgresError)  # from the statements run on asyncpg directly
+    @app.exception_handler(asyncpg.InterfaceError)
     @app.exception_handler(OSError)
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
         if rule := broken_rule(exc):

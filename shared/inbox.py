@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import metrics
+from shared.db import driver, quoted
 from shared.envelope import Envelope
 
 log = structlog.get_logger(__name__)
@@ -78,15 +78,17 @@ class InboxGuard:
         A concurrent delivery of the same id blocks on the primary key until the first
         transaction ends, then sees the row (duplicate) or, if that one rolled back, takes over.
         """
-        row = {"consumer": self._consumer, "message_id": envelope.id, "type": envelope.type}
-        return (await session.execute(_record_once(self._table), row)).first() is not None
+        connection = await driver(session)  # on asyncpg directly: once per message
+        inserted = await connection.fetchval(
+            _record_once(self._table), self._consumer, envelope.id, envelope.type
+        )
+        return inserted is not None
 
 
 @functools.cache
-def _record_once(table: sa.Table) -> sa.Insert:
-    """Built once per table, not per message: building a statement costs more than running it."""
+def _record_once(table: sa.Table) -> str:
+    """Written once per table, not per message."""
     return (
-        insert(table)
-        .on_conflict_do_nothing(index_elements=["consumer", "message_id"])
-        .returning(table.c.message_id)
+        f"INSERT INTO {quoted(table)} (consumer, message_id, type) VALUES ($1, $2, $3) "
+        "ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id"
     )

@@ -8,7 +8,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 import structlog
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import metrics
 from shared.channels import Channel
-from shared.db import make_engine
+from shared.db import driver, make_engine, quoted
 from shared.envelope import Envelope
 from shared.outbox import notify_channel
 from shared.outbox_listener import NotifyListener
@@ -62,6 +62,19 @@ class _Backoff:
         return max(0.0, self.until - time.monotonic())
 
 
+class Unsent(NamedTuple):
+    """An outbox row the relay claimed, as the claim selects it."""
+
+    id: int
+    message_id: str
+    broker: str
+    destination: str
+    routing_key: str | None
+    key: str | None
+    headers: dict[str, str]
+    payload: str  # the envelope as JSON text
+
+
 class OutboxRelay:
     """Publishes one schema's outbox; several relays may share it (rows are claimed SKIP LOCKED).
 
@@ -95,26 +108,19 @@ class OutboxRelay:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._next_measure = 0.0
-        # Built once: a round at low load publishes a row or two, and building its statements
-        # anew would cost more than running them.
-        t = table
+        # Plain SQL on asyncpg (shared.db.driver): a round runs for every few messages. The
+        # payload comes as JSON text, parsed straight into the envelope.
+        t = quoted(table)
         self._claim = (
-            sa.select(t)
-            .where(t.c.sent_at.is_(None), t.c.broker.in_(sa.bindparam("brokers", expanding=True)))
-            .order_by(t.c.id)
-            .limit(sa.bindparam("batch"))
-            .with_for_update(skip_locked=True)
+            f"SELECT {', '.join(Unsent._fields[:-1])}, payload::text AS payload FROM {t} "
+            "WHERE sent_at IS NULL AND broker = ANY($1::text[]) "
+            "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
         )
         self._mark_sent = (
-            sa.update(t)
-            .where(t.c.id.in_(sa.bindparam("row_ids", expanding=True)))
-            .values(sent_at=sa.func.clock_timestamp(), attempts=t.c.attempts + 1)
+            f"UPDATE {t} SET sent_at = clock_timestamp(), attempts = attempts + 1 "
+            "WHERE id = ANY($1::bigint[])"
         )
-        self._mark_failed = (
-            sa.update(t)
-            .where(t.c.id == sa.bindparam("row_id"))
-            .values(attempts=t.c.attempts + 1, last_error=sa.bindparam("error"))
-        )
+        self._mark_failed = f"UPDATE {t} SET attempts = attempts + 1, last_error = $2 WHERE id = $1"
 
     async def start(self) -> None:
         """Start listening for NOTIFY and publishing in the background."""
@@ -171,11 +177,13 @@ class OutboxRelay:
     async def _round(self, brokers: Sequence[str]) -> tuple[int, int]:
         """Claim a batch, publish it, record the outcome; returns rows claimed and published."""
         async with self._engine.begin() as conn:
-            rows = []
+            rows: list[Unsent] = []
             if brokers:
-                claim = {"brokers": list(brokers), "batch": self._batch_size}
-                rows = (await conn.execute(self._claim, claim)).all()
-            groups: defaultdict[tuple[str, object], list[Any]] = defaultdict(list)
+                claimed = await (await driver(conn)).fetch(
+                    self._claim, list(brokers), self._batch_size
+                )
+                rows = [Unsent(*record) for record in claimed]
+            groups: defaultdict[tuple[str, object], list[Unsent]] = defaultdict(list)
             for row in rows:
                 # A row without a key has no order to keep: it is a group of its own.
                 groups[row.broker, row.key or row.id].append(row)
@@ -198,7 +206,7 @@ class OutboxRelay:
             try:
                 await self._publishers[row.broker].publish(
                     Channel(row.broker, row.destination, row.routing_key),
-                    Envelope.model_validate(row.payload),
+                    Envelope.model_validate_json(row.payload),
                     key=row.key,
                     headers=row.headers,
                 )
@@ -214,11 +222,11 @@ class OutboxRelay:
 
     async def _record(self, conn: AsyncConnection, outcomes: list[tuple[Any, str | None]]) -> None:
         sent = [row.id for row, error in outcomes if error is None]
-        failed = [{"row_id": row.id, "error": error} for row, error in outcomes if error]
+        failed = [(row.id, error) for row, error in outcomes if error]
         if sent:
-            await conn.execute(self._mark_sent, {"row_ids": sent})
+            await (await driver(conn)).execute(self._mark_sent, sent)
         if failed:
-            await conn.execute(self._mark_failed, failed)
+            await (await driver(conn)).executemany(self._mark_failed, failed)
 
     async def _measure(self, conn: AsyncConnection) -> None:
         t = self._table
