@@ -9,9 +9,11 @@ from bench.targets import judge
 pytestmark = pytest.mark.unit
 
 
-def results(*, orders_per_s: float, idle_p99: float, latency: dict | None = None) -> dict:
+def results(
+    *, orders_per_s: float, idle_p99: float, cpu_ms: float = 1, latency: dict | None = None
+) -> dict:
     made_up = {
-        "throughput": {"orders_per_s": orders_per_s},
+        "throughput": {"orders_per_s": orders_per_s, "cpu_seconds_per_order": cpu_ms / 1000},
         "outbox_idle": {"commit_to_confirm_ms": {"p99": idle_p99}},
         "raw": {
             "rabbitmq": {"confirmed_batches_of_500_per_s": 4000},
@@ -35,8 +37,20 @@ def test_the_slowest_part_is_the_yardstick():
 
 
 def test_each_target_is_met_or_missed():
-    assert verdicts(judge(results(orders_per_s=400, idle_p99=9.9))) == [True, True]
-    assert verdicts(judge(results(orders_per_s=399, idle_p99=10))) == [False, False]
+    met = results(orders_per_s=200, cpu_ms=10, idle_p99=9.9)
+    missed = results(orders_per_s=199, cpu_ms=10.1, idle_p99=10)
+    assert verdicts(judge(met)) == [True, True, True]
+    assert verdicts(judge(missed)) == [False, False, False]
+
+
+def test_the_pipeline_is_judged_against_its_floor():
+    judged = judge(results(orders_per_s=1, idle_p99=1, cpu_ms=15) | {"floor": {"ms_per_order": 10}})
+    assert judged["pipeline_over_floor"] == 1.5
+    assert verdicts(judged)[-1] is True
+    judged = judge(
+        results(orders_per_s=1, idle_p99=1, cpu_ms=15.1) | {"floor": {"ms_per_order": 10}}
+    )
+    assert verdicts(judged)[-1] is False
 
 
 def test_latency_is_judged_only_at_the_rate_the_target_names():
