@@ -70,7 +70,15 @@ async def test_topics_have_three_replicas_and_need_two_in_sync(cluster_stack, na
     topic = names + ORDER_EVENTS.name
     described = await partitions(cluster_stack.kafka_bootstrap, topic)
     assert len(described) == 3
-    assert all(len(p["replicas"]) == 3 and len(p["isr"]) == 3 for p in described), described
+    assert all(len(p["replicas"]) == 3 for p in described), described
+
+    async def all_in_sync() -> bool:
+        # A new partition's followers join its ISR once they have fetched from the leader.
+        return all(
+            len(p["isr"]) == 3 for p in await partitions(cluster_stack.kafka_bootstrap, topic)
+        )
+
+    await eventually(all_in_sync, timeout=30, message="every replica of every partition in sync")
     admin = AIOKafkaAdminClient(bootstrap_servers=cluster_stack.kafka_bootstrap)
     await admin.start()
     try:
