@@ -103,7 +103,7 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
 
     For the few statements that run for every message (the inbox row, the outbox row, the
     relay's claim): SQLAlchemy spends about 0.1 ms of CPU on a statement besides asyncpg's own
-    share (measured, README "Performance"), so these are plain SQL on the same connection, in
+    share (measured: README, "Benchmarks"), so these are plain SQL on the same connection, in
     the same transaction. Their errors are asyncpg's own; the classifiers below read both kinds.
     """
     connection = transaction if isinstance(transaction, AsyncConnection) else None
@@ -198,7 +198,7 @@ def _driver_error(error: BaseException) -> BaseException | None:
     if isinstance(error, exc.DBAPIError):
         return getattr(error.orig, "__cause__", None) or error.orig
     while error is not None and not isinstance(
-        error, asyncpg.PostgresError | asyncpg.InterfaceError
+        error, asyncpg.PostgresError | asyncpg.InterfaceError | OSError
     ):
         error = error.__cause__
     return error

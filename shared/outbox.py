@@ -70,7 +70,7 @@ async def add_to_outbox(
     The record key defaults to the envelope's subject, so one entity's messages stay in order.
     The current trace context goes into the headers (explicit `headers` win), so the message's
     consumers continue the trace of the request or message that owed it. Run on asyncpg
-    directly: an order owes five messages (shared.db.driver).
+    directly, as every owed message comes through here (shared.db.driver).
     """
     connection = await driver(session)
     await connection.execute(
@@ -81,7 +81,8 @@ async def add_to_outbox(
         channel.routing_key,
         envelope.subject if key is None else key,
         envelope.type,
-        envelope.model_dump_json(exclude_none=True),  # jsonb, as JSON text
+        # jsonb as JSON text: the codec SQLAlchemy sets on its connections takes text.
+        envelope.model_dump_json(exclude_none=True),
         json.dumps(trace_headers() | dict(headers or {})),
         notify_channel(table),
     )

@@ -6,16 +6,31 @@ import asyncpg
 import pytest
 from sqlalchemy import exc
 
-from shared.db import is_statement_timeout, is_unavailable
+from shared.db import broken_rule, is_statement_timeout, is_unavailable
 
 pytestmark = pytest.mark.unit
 
 
-def _driver_error(cause: BaseException) -> exc.DBAPIError:
+def _wrapped(cause: BaseException) -> exc.DBAPIError:
     """How SQLAlchemy's asyncpg dialect wraps a driver error: the asyncpg one is the cause."""
     adapted = Exception(str(cause))
     adapted.__cause__ = cause
     return exc.DBAPIError("SELECT 1", None, adapted)
+
+
+def _as_is(cause: BaseException) -> BaseException:
+    """A statement run on asyncpg directly (shared.db.driver) raises asyncpg's own error."""
+    return cause
+
+
+def _adapted(cause: BaseException) -> BaseException:
+    """The adapter's own error, when it begins the transaction for such a statement."""
+    adapted = Exception(str(cause))
+    adapted.__cause__ = cause
+    return adapted
+
+
+arriving = pytest.mark.parametrize("arrived", [_wrapped, _as_is, _adapted])
 
 
 @pytest.mark.parametrize(
@@ -31,8 +46,9 @@ def _driver_error(cause: BaseException) -> exc.DBAPIError:
     ],
     ids=lambda e: type(e).__name__,
 )
-def test_a_server_that_cannot_serve_now_is_an_outage(cause):
-    assert is_unavailable(_driver_error(cause))
+@arriving
+def test_a_server_that_cannot_serve_now_is_an_outage(cause, arrived):
+    assert is_unavailable(arrived(cause))
 
 
 @pytest.mark.parametrize(
@@ -47,11 +63,20 @@ def test_a_server_that_cannot_serve_now_is_an_outage(cause):
     ],
     ids=lambda e: type(e).__name__,
 )
-def test_bad_data_and_bugs_are_not_an_outage(cause):
-    assert not is_unavailable(_driver_error(cause))
+@arriving
+def test_bad_data_and_bugs_are_not_an_outage(cause, arrived):
+    assert not is_unavailable(arrived(cause))
 
 
-def test_a_statement_timeout_is_told_apart():
+@arriving
+def test_a_statement_timeout_is_told_apart(arrived):
     timeout = asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout")
-    assert is_statement_timeout(_driver_error(timeout))
-    assert not is_statement_timeout(_driver_error(asyncpg.exceptions.UniqueViolationError("dup")))
+    assert is_statement_timeout(arrived(timeout))
+    assert not is_statement_timeout(arrived(asyncpg.exceptions.UniqueViolationError("dup")))
+
+
+@arriving
+def test_a_broken_constraint_is_told_apart(arrived):
+    assert broken_rule(arrived(asyncpg.exceptions.UniqueViolationError("dup"))) == "conflict"
+    assert broken_rule(arrived(asyncpg.exceptions.NotNullViolationError("null"))) == "invalid"
+    assert broken_rule(arrived(asyncpg.exceptions.UndefinedColumnError("no column"))) is None
