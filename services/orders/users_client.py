@@ -94,8 +94,9 @@ class UsersClient(Lifecycle):
     def _session(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running loop, as aiohttp requires.
         if self._http is None:
-            # Idle connections are dropped before uvicorn's 5 s keep-alive ends, so a request
-            # never goes out on a connection the server is closing at that moment.
+            # Idle connections are dropped before the server's keep-alive ends (75 s in the
+            # stack, uvicorn's own default 5 s), so a request never goes out on a connection the
+            # server is closing at that moment.
             connector = aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_SECONDS)
             self._http = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._http

@@ -27,6 +27,12 @@ class Service:
 SERVICES = (Service("users", 8001), Service("orders", 8002), Service("payments", 8003))
 
 
+# How long a service keeps an idle HTTP connection open: longer than any client keeps one in its
+# pool (httpx 5 s, aiohttp 15 s), so a client never sends a request on a connection the server is
+# closing at that very moment (uvicorn's own 5 s races httpx's 5 s, and the request is lost).
+KEEP_ALIVE_SECONDS = "75"
+
+
 def service_env(
     service: Service,
     endpoints: Endpoints,
@@ -90,7 +96,8 @@ class ServiceProcess:
     def start(self, env: dict[str, str], timeout: float = 60) -> None:
         """Start uvicorn and return once /readyz says the database and both brokers answer."""
         cmd = [sys.executable, "-m", "uvicorn", f"{self.service.name}.app:app",
-               "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"]  # fmt: skip
+               "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
+               "--timeout-keep-alive", KEEP_ALIVE_SECONDS]  # fmt: skip
         self.daemon.start(
             cmd, self.port, lambda: ready(self.url), timeout=timeout, env=env, cwd=REPO
         )
