@@ -106,9 +106,9 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
     share (measured: README, "Benchmarks"), so these are plain SQL on the same connection, in
     the same transaction. Their errors are asyncpg's own; the classifiers below read both kinds.
     """
-    connection = transaction if isinstance(transaction, AsyncConnection) else None
-    if connection is None:
-        connection = await transaction.connection()
+    connection = (
+        transaction if isinstance(transaction, AsyncConnection) else await transaction.connection()
+    )
     adapted = (await connection.get_raw_connection()).dbapi_connection
     if adapted._transaction is None and adapted.isolation_level != "autocommit":
         # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs itself; a

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+import asyncpg
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -179,9 +180,8 @@ class OutboxRelay:
         async with self._engine.begin() as conn:
             rows: list[Unsent] = []
             if brokers:
-                claimed = await (await driver(conn)).fetch(
-                    self._claim, list(brokers), self._batch_size
-                )
+                raw = await driver(conn)
+                claimed = await raw.fetch(self._claim, list(brokers), self._batch_size)
                 rows = [Unsent(*record) for record in claimed]
             groups: defaultdict[tuple[str, object], list[Unsent]] = defaultdict(list)
             for row in rows:
@@ -192,7 +192,8 @@ class OutboxRelay:
                 for group in await asyncio.gather(*map(self._publish_in_order, groups.values()))
                 for outcome in group
             ]
-            await self._record(conn, outcomes)
+            if outcomes:  # rows were claimed, on `raw`
+                await self._record(raw, outcomes)
             if time.monotonic() >= self._next_measure:  # gauges need no per-round precision
                 self._next_measure = time.monotonic() + _MEASURE_EVERY
                 await self._measure(conn)
@@ -220,13 +221,15 @@ class OutboxRelay:
             outcomes.append((row, None))
         return outcomes
 
-    async def _record(self, conn: AsyncConnection, outcomes: list[tuple[Any, str | None]]) -> None:
+    async def _record(
+        self, raw: asyncpg.Connection, outcomes: list[tuple[Any, str | None]]
+    ) -> None:
         sent = [row.id for row, error in outcomes if error is None]
         failed = [(row.id, error) for row, error in outcomes if error]
         if sent:
-            await (await driver(conn)).execute(self._mark_sent, sent)
+            await raw.execute(self._mark_sent, sent)
         if failed:
-            await (await driver(conn)).executemany(self._mark_failed, failed)
+            await raw.executemany(self._mark_failed, failed)
 
     async def _measure(self, conn: AsyncConnection) -> None:
         t = self._table

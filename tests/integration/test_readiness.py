@@ -128,12 +128,9 @@ async def kill(consumer: RabbitConsumer | KafkaConsumer) -> None:
         await consumer._channel.close()
 
 
-@pytest.mark.parametrize("broker", ["rabbit", "kafka"])
-async def test_a_dead_consumer_is_503_until_the_supervisor_restarted_it(probe, broker, monkeypatch):
-    consumer = probe.consumer(broker)
-    name = check_name(consumer)
-    assert await probe.ready()
-    # The supervisor's restart waits for the test, so the 503 in between can be seen.
+def held_restarts(consumer, monkeypatch) -> asyncio.Event:
+    """The supervisor's restart waits until the returned event is set, so the 503 in between
+    can be seen."""
     may_restart = asyncio.Event()
     restart = consumer.restart
 
@@ -142,6 +139,15 @@ async def test_a_dead_consumer_is_503_until_the_supervisor_restarted_it(probe, b
         await restart()
 
     monkeypatch.setattr(consumer, "restart", held_restart)
+    return may_restart
+
+
+@pytest.mark.parametrize("broker", ["rabbit", "kafka"])
+async def test_a_dead_consumer_is_503_until_the_supervisor_restarted_it(probe, broker, monkeypatch):
+    consumer = probe.consumer(broker)
+    name = check_name(consumer)
+    assert await probe.ready()
+    may_restart = held_restarts(consumer, monkeypatch)
 
     await kill(consumer)
     status, checks = await probe.readiness()
@@ -195,14 +201,7 @@ async def test_a_kafka_member_whose_fetcher_ended_is_restarted(probe, monkeypatc
     aiokafka's fetcher task dies of it without a word (aio-libs/aiokafka#1038)."""
     consumer = probe.consumer("kafka")
     name = check_name(consumer)
-    may_restart = asyncio.Event()
-    restart = consumer.restart
-
-    async def held_restart() -> None:
-        await may_restart.wait()
-        await restart()
-
-    monkeypatch.setattr(consumer, "restart", held_restart)
+    may_restart = held_restarts(consumer, monkeypatch)
     client = consumer._consumer
     fetcher = client._fetcher.error_future
     for (_node, group), connection in client._client._conns.items():
