@@ -28,6 +28,8 @@ from shared.tracing import consuming
 
 log = structlog.get_logger(__name__)
 
+LEAVE_WITHIN = 10.0  # seconds for a client to stop; by then the group has let it go anyway
+
 
 class KafkaConsumer:
     """Hands each record to `receiver` in partition order, retries, dead-letters, then commits.
@@ -115,7 +117,10 @@ class KafkaConsumer:
         if self._task is None:
             return "not started"
         if not self._task.done():
-            return None
+            # The task may wait inside the client for a task of the client that is over (a
+            # commit waits for fresh metadata that a dead metadata task never brings).
+            broken = self._consumer and _client_failure(self._consumer)
+            return f"its client is broken: {broken!r}" if broken else None
         if self._crash is not None:  # its leaving the group may have ended in a cancellation
             return self._crash
         return "its task was cancelled" if self._task.cancelled() else "its task ended"
@@ -134,13 +139,13 @@ class KafkaConsumer:
         return behind + self._unhandled
 
     async def restart(self) -> None:
-        """Replace a member whose task ended: leave the group, join it again, wait for the
-        assignment. Until then `death()` says it is restarting."""
+        """Replace a member whose task ended, or is stuck in a broken client: leave the group,
+        join it again, wait for the assignment. Until then `death()` says it is restarting."""
         self._restarting = self._restarting or f"restarting: {self.death()}"
         if self._task is not None:
-            # A restart that timed out after start() left a live task: it must not fetch beside
-            # the new one, nor record its crash after the reset below. Its records were not
-            # committed, so the group hands them out again.
+            # A task stuck in a broken client, or left live by a restart that timed out after
+            # start(), must not fetch beside the new one, nor record its crash after the reset
+            # below. Its records were not committed, so the group hands them out again.
             self._task.cancel()
             await asyncio.wait([self._task])
         if self._consumer is not None:
@@ -164,7 +169,9 @@ class KafkaConsumer:
         self._stopping = True
         self._interrupted.set()
         if self._task is not None:
-            if self._fetching:  # nothing in flight: a fetch holds no state worth waiting for
+            # A fetch holds nothing worth waiting for, and a broken client would keep the
+            # record in flight for ever (it is not committed: the group hands it out again).
+            if self._fetching or _client_failure(self._consumer):
                 self._task.cancel()
             await asyncio.wait([self._task])
         await _leave(self._consumer)  # its partitions move at once
@@ -329,25 +336,48 @@ class KafkaConsumer:
 
 
 async def _leave(consumer: AIOKafkaConsumer) -> None:
-    """Stop the client and leave the group; a client whose fetcher or coordinator died re-raises
-    that error from stop(), and it is already known (logged and kept as the crash)."""
-    with suppress(KafkaError):
-        await consumer.stop()
+    """Stop the client and leave the group, or, if stopping takes longer than LEAVE_WITHIN,
+    stop what is left of the client one part at a time.
+
+    A client whose metadata task died never finishes stop(): its coordinator waits for metadata
+    that no task will bring. Half stopped, its heartbeats would keep it in the group with
+    partitions that nobody fetches, so every part of it is stopped. A client whose fetcher or
+    coordinator died re-raises that error from stop(); it is known already (the crash).
+    """
+    try:
+        async with asyncio.timeout(LEAVE_WITHIN):
+            with suppress(KafkaError):
+                await consumer.stop()
+        return
+    except TimeoutError:
+        log.warning("kafka.client_stopped_by_parts", after=LEAVE_WITHIN)
+    # aiokafka has no public way to close a client whose stop() cannot finish; the timeout
+    # cancelled the coordination task, and these are the parts still running.
+    coordinator = consumer._coordinator
+    if coordinator is not None:
+        with suppress(Exception):  # each part ends, whatever the last one raised
+            await coordinator._stop_heartbeat_task()
+        with suppress(Exception):
+            await coordinator._stop_commit_offsets_refresh_task()
+    with suppress(Exception):
+        await consumer._fetcher.close()
+    with suppress(Exception):
+        await consumer._client.close()
 
 
 class ClientTaskEnded(Exception):
     """A background task of the aiokafka client stopped; the member would receive nothing more."""
 
 
-def _check_client(consumer: AIOKafkaConsumer) -> None:
-    """Raise ClientTaskEnded if the client's fetcher or metadata task is over.
+def _client_failure(consumer: AIOKafkaConsumer) -> ClientTaskEnded | None:
+    """Why the client will deliver nothing more, if its fetcher or metadata task is over.
 
     aiokafka fetches, and refreshes the cluster's metadata, in tasks of its own and never tells
     `getmany` when one of them ended: it then answers "no records" for ever while the member
-    keeps its partitions. They end when a write hits a connection the broker just closed under
-    uvloop, which raises RuntimeError where aiokafka expects OSError (aio-libs/aiokafka#1038).
-    The member then crashes, and the supervisor replaces it with a fresh client. (The group
-    coordinator's task is checked by `getmany` itself.)
+    keeps its partitions, and a commit that needs fresh metadata waits for ever. They end when
+    a write hits a connection the broker just closed under uvloop, which raises RuntimeError
+    where aiokafka expects OSError (aio-libs/aiokafka#1038). (The group coordinator's task is
+    checked by `getmany` itself.)
     """
     # aiokafka has no public "is it alive" for these.
     for name, task in (("fetcher", consumer._fetcher.error_future),
@@ -356,7 +386,17 @@ def _check_client(consumer: AIOKafkaConsumer) -> None:
             continue
         error = None if task.cancelled() else task.exception()
         why = getattr(error, "__cause__", None) or error  # aiokafka wraps it in a KafkaError
-        raise ClientTaskEnded(f"the Kafka client's {name} task ended: {why!r}") from error
+        failure = ClientTaskEnded(f"the Kafka client's {name} task ended: {why!r}")
+        failure.__cause__ = error
+        return failure
+    return None
+
+
+def _check_client(consumer: AIOKafkaConsumer) -> None:
+    """Raise the client's failure, if it has one: the member crashes, and the supervisor
+    replaces it with a fresh client."""
+    if failure := _client_failure(consumer):
+        raise failure
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -92,16 +92,20 @@ class RecordProducer:
 
         aiokafka ends a producer's sender on an out-of-order sequence (a batch it gave up on
         while the broker was away leaves a gap), and every later send would fail: a new
-        producer gets a new producer id and starts its sequences again.
+        producer gets a new producer id and starts its sequences again. Its metadata task ends
+        when a write hits a connection the broker closed under uvloop (aio-libs/aiokafka#1038),
+        and every send that needs fresh metadata would wait for ever.
         """
         async with self._renewing:
             producer = self._producer
             if producer is None:
                 raise ConnectionError("the Kafka producer is not started")
-            sender = producer._sender.sender_task  # aiokafka has no public "is it alive"
-            if sender is None or not sender.done():
+            # aiokafka has no public "is it alive" for either task.
+            ended = [t for t in (producer._sender.sender_task, producer.client._sync_task)
+                     if t is not None and t.done()]  # fmt: skip
+            if not ended:
                 return producer
-            error = None if sender.cancelled() else sender.exception()
+            error = None if ended[0].cancelled() else ended[0].exception()
             log.warning("kafka.producer_renewed", error=repr(error))
             self._producer = None
             await _close(producer, self._timeout)

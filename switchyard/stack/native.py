@@ -204,14 +204,16 @@ class NativeStack:
 
     def _start_rabbitmq(self, nodes: list[RabbitMQ]) -> None:
         """Start the nodes in parallel; then each new one that is not yet in the first node's
-        cluster joins it (a restarted member finds its cluster again by itself)."""
+        cluster joins it, one after the other (a restarted member finds its cluster again by
+        itself)."""
         with ThreadPoolExecutor(len(nodes)) as pool:
             list(pool.map(lambda r: r.start(), nodes))
         seed, *others = self.rabbitmq
-        joining = [r for r in others if r in nodes and seed.node not in r.cluster_nodes()]
-        if joining:
-            with ThreadPoolExecutor(len(joining)) as pool:
-                list(pool.map(lambda r: r.join(seed), joining))
+        for node in others:
+            # Two nodes joining at once change the cluster's schema at once, and one of them
+            # was seen failing to start its database (mnesia) after the join.
+            if node in nodes and seed.node not in node.cluster_nodes():
+                node.join(seed)
 
     def stop(self) -> None:
         self._stop(self.servers.values())

@@ -81,6 +81,7 @@ class Ledger:
         self.webhooks_answered = 0
         self.gave_up: list[str] = []  # a client stopped retrying: the system never came back
         self.faults: list[str] = []  # a blow that could not be dealt, or a flow that never resumed
+        self.readiness: dict[str, dict] = {}  # each service's /readyz checks, after a failed run
 
     def acknowledged(self, placed: Placed) -> None:
         self.placed[placed.order_id] = placed
@@ -173,6 +174,8 @@ class Ledger:
         for case in [*tally.lost, *tally.applied_twice, *tally.unacknowledged, *self.gave_up,
                      *self.faults]:  # fmt: skip
             console.print(f"  {case}")
+        for service, checks in self.readiness.items():
+            console.print(f"  {service} /readyz: {checks}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({
             "mode": mode,
@@ -181,6 +184,7 @@ class Ledger:
             "retries": dict(self.retries),
             "gave_up": self.gave_up,
             "faults": self.faults,
+            "readiness": self.readiness,
             "blows": [{"name": b.name, "outcome": b.outcome, "over_after": b.seconds(b.healed),
                        "recovered_after": b.seconds(b.recovered)} for b in self.blows],
         }, indent=2) + "\n")  # fmt: skip

@@ -51,12 +51,28 @@ async def chaos_run(fleet, endpoints, blows, mode: str) -> tuple[Ledger, Tally]:
     auditor = SwitchyardClient(fleet.urls, http=httpx.AsyncClient(timeout=10))
     try:
         tally = await ledger.reconcile(auditor, user_ids)
+        wrong = (ledger.faults or ledger.gave_up or tally.lost or tally.applied_twice
+                 or tally.unacknowledged)  # fmt: skip
+        if wrong:  # which consumer was dead or stalled at the end, in the services' own words
+            ledger.readiness = await _readiness(auditor, fleet.urls)
     finally:
         await auditor.aclose()
     ledger.report(mode, tally, REPORTS / f"ledger-{mode}.json")
-    if ledger.faults or ledger.gave_up or tally.lost or tally.applied_twice or tally.unacknowledged:
+    if wrong:
         _keep_logs(fleet, REPORTS / f"logs-{mode}")
     return ledger, tally
+
+
+async def _readiness(client: SwitchyardClient, urls) -> dict[str, dict]:
+    """Each service's /readyz checks, or why it did not answer."""
+    found = {}
+    for service in ("users", "orders", "payments"):
+        try:
+            response = await client.http.get(f"{getattr(urls, service)}/readyz")
+            found[service] = response.json().get("checks", {})
+        except (httpx.HTTPError, ValueError) as exc:
+            found[service] = {"readyz": repr(exc)}
+    return found
 
 
 def _keep_logs(fleet, folder: Path) -> None:

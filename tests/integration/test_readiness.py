@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from aiokafka.client import ConnectionGroup
+from aiokafka.errors import KafkaConnectionError
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -215,8 +216,10 @@ async def test_a_kafka_member_whose_fetcher_ended_is_restarted(probe, monkeypatc
         return checks[name] if checks[name].startswith("ConsumerDead") else None
 
     why = await eventually(reported_dead, timeout=10, message=f"{name} reported dead")
-    assert why.startswith("ConsumerDead: crashed: ClientTaskEnded(")
-    assert "RuntimeError" in why
+    # Seen broken by readiness, or crashed by it: whichever of the two came first.
+    assert why.startswith(("ConsumerDead: its client is broken: ClientTaskEnded(",
+                           "ConsumerDead: crashed: ClientTaskEnded("))  # fmt: skip
+    assert "fetcher" in why and "RuntimeError" in why
 
     may_restart.set()
     await eventually(probe.ready, timeout=30, message=f"{name} restarted and ready")
@@ -225,6 +228,58 @@ async def test_a_kafka_member_whose_fetcher_ended_is_restarted(probe, monkeypatc
     await eventually(
         lambda: after.id in probe.handler.handled, message="the restarted member handles"
     )
+
+
+async def test_a_kafka_member_stuck_in_a_commit_whose_metadata_never_comes_is_restarted(
+    probe, monkeypatch
+):
+    """The same uvloop error kills the client's metadata task, and a commit that needs the
+    coordinator again waits for fresh metadata for ever: the member's task lives on, stuck,
+    and the client's stop() cannot finish either."""
+    consumer = probe.consumer("kafka")
+    name = check_name(consumer)
+    may_restart = held_restarts(consumer, monkeypatch)
+    monkeypatch.setattr("shared.kafka.consumer.LEAVE_WITHIN", 1.0)
+    client = consumer._consumer
+    probe.handler.gate.clear()
+    held = event()
+    await probe.publish("kafka", held)
+    await eventually(lambda: held.id in probe.handler.started, message="the handler holds it")
+
+    async def broker_closed_it(*_args) -> bool:
+        closed_by_the_broker(b"")
+        return False
+
+    monkeypatch.setattr(client._client, "_metadata_update", broker_closed_it)
+    client._client.force_metadata_update()  # asked for by the fetcher after a reset
+    await eventually(client._client._sync_task.done, message="the metadata task died")
+    # The coordinator's connection was reset too, and looking it up again fails for a while.
+    monkeypatch.setattr(client._client, "coordinator_lookup", _no_coordinator_yet)
+    client._coordinator.coordinator_dead()
+    probe.handler.gate.set()  # the record is handled; its commit waits for metadata
+    await eventually(lambda: held.id in probe.handler.handled, message="the record handled")
+
+    async def reported_dead() -> str | None:
+        _status, checks = await probe.readiness()
+        return checks[name] if checks[name].startswith("ConsumerDead") else None
+
+    why = await eventually(reported_dead, timeout=10, message=f"{name} reported dead")
+    assert why.startswith("ConsumerDead: its client is broken: ClientTaskEnded(")
+    assert "metadata" in why and "RuntimeError" in why
+    assert not consumer._task.done()  # alive, and stuck in the commit
+
+    may_restart.set()
+    await eventually(probe.ready, timeout=30, message=f"{name} restarted and ready")
+    assert client._coordinator._heartbeat_task is None  # the old client left nothing running
+    after = event()
+    await probe.publish("kafka", after)
+    await eventually(
+        lambda: after.id in probe.handler.handled, message="the restarted member handles"
+    )
+
+
+async def _no_coordinator_yet(*_args) -> int:
+    raise KafkaConnectionError("the coordinator's connection was reset")
 
 
 def closed_by_the_broker(data: bytes) -> None:
