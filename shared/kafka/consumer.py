@@ -336,33 +336,37 @@ class KafkaConsumer:
 
 
 async def _leave(consumer: AIOKafkaConsumer) -> None:
-    """Stop the client and leave the group, or, if stopping takes longer than LEAVE_WITHIN,
-    stop what is left of the client one part at a time.
+    """Stop the client and leave the group, and make sure no part of the client runs on.
 
     A client whose metadata task died never finishes stop(): its coordinator waits for metadata
-    that no task will bring. Half stopped, its heartbeats would keep it in the group with
-    partitions that nobody fetches, so every part of it is stopped. A client whose fetcher or
-    coordinator died re-raises that error from stop(); it is known already (the crash).
+    that no task will bring. A stop() cut short (by LEAVE_WITHIN, or by a cancelled restart)
+    returns at once the next time and leaves the heartbeats and the fetcher running: they would
+    keep the member in the group with partitions nobody handles. So whatever is left is stopped
+    one part at a time. A client whose fetcher or coordinator died re-raises that error from
+    stop(); it is known already (the crash).
     """
     try:
         async with asyncio.timeout(LEAVE_WITHIN):
             with suppress(KafkaError):
                 await consumer.stop()
-        return
     except TimeoutError:
-        log.warning("kafka.client_stopped_by_parts", after=LEAVE_WITHIN)
-    # aiokafka has no public way to close a client whose stop() cannot finish; the timeout
-    # cancelled the coordination task, and these are the parts still running.
-    coordinator = consumer._coordinator
-    if coordinator is not None:
-        with suppress(Exception):  # each part ends, whatever the last one raised
-            await coordinator._stop_heartbeat_task()
-        with suppress(Exception):
-            await coordinator._stop_commit_offsets_refresh_task()
-    with suppress(Exception):
-        await consumer._fetcher.close()
-    with suppress(Exception):
-        await consumer._client.close()
+        log.warning("kafka.client_stop_timed_out", after=LEAVE_WITHIN)
+    finally:
+        await _stop_what_is_left(consumer)
+
+
+async def _stop_what_is_left(consumer: AIOKafkaConsumer) -> None:
+    """Each part of a stopped or half-stopped client, stopped again (a stopped part stays so).
+
+    aiokafka has no public way to close a client whose stop() could not finish.
+    """
+    parts = []
+    if (coordinator := consumer._coordinator) is not None:
+        parts += [coordinator._stop_heartbeat_task, coordinator._stop_commit_offsets_refresh_task]
+    parts += [consumer._fetcher.close, consumer._client.close]
+    for stop in parts:
+        with suppress(Exception):  # a part's old error; the next part is stopped all the same
+            await stop()
 
 
 class ClientTaskEnded(Exception):

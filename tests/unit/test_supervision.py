@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -195,6 +196,10 @@ class FakeKafkaClient:
         self._kafka, self._listener = kafka, None
         self.stopped, self.fetching = False, 0  # fetching: getmany calls in progress
         kafka.clients.append(self)
+        # The parts of aiokafka's client that the member looks into: none of their tasks ends.
+        self._fetcher = SimpleNamespace(error_future=None, close=_nothing)
+        self._client = SimpleNamespace(_sync_task=None, close=_nothing)
+        self._coordinator = None
 
     def subscribe(self, topics: list[str], listener: Any) -> None:
         self._listener = listener
@@ -215,6 +220,9 @@ class FakeKafkaClient:
         finally:
             self.fetching -= 1
         return {}
+
+
+async def _nothing() -> None: ...
 
 
 @pytest.fixture
