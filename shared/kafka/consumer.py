@@ -8,12 +8,13 @@ from contextlib import AbstractContextManager, suppress
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from opentelemetry.trace import Span
 
 from shared.envelope import Envelope, decode
 from shared.errors import DependencyUnavailable, MalformedMessage, PermanentError, PublishError
 from shared.handlers import Receiver
+from shared.kafka import liveness
 from shared.kafka.config import DEAD_LETTER_SUFFIX, GroupTimings, parking_headers
 from shared.kafka.producer import RecordProducer
 from shared.metrics import (
@@ -28,7 +29,7 @@ from shared.tracing import consuming
 
 log = structlog.get_logger(__name__)
 
-LEAVE_WITHIN = 10.0  # seconds for a client to stop; by then the group has let it go anyway
+LEAVE_WITHIN = 10.0  # seconds for a client to stop and say goodbye to its group
 
 
 class KafkaConsumer:
@@ -117,6 +118,8 @@ class KafkaConsumer:
         if self._task is None:
             return "not started"
         if not self._task.done():
+            if self._crash is not None:  # still leaving the group
+                return self._crash
             # The task may wait inside the client for a task of the client that is over (a
             # commit waits for fresh metadata that a dead metadata task never brings).
             broken = self._consumer and _client_failure(self._consumer)
@@ -149,7 +152,7 @@ class KafkaConsumer:
             self._task.cancel()
             await asyncio.wait([self._task])
         if self._consumer is not None:
-            await _leave(self._consumer)  # its partitions go to the other members at once
+            await _leave(self._consumer)  # its partitions go to the other members
         self.partitions, self._unhandled, self._crash = frozenset(), 0, None
         self.assigned.clear()
         self._interrupted.clear()
@@ -163,18 +166,19 @@ class KafkaConsumer:
         return self._stopping
 
     async def stop(self) -> None:
-        """Finish and commit the record in flight, then leave the group at once."""
+        """Finish and commit the record in flight (unless the client is broken), then leave
+        the group."""
         if self._consumer is None:
             return
         self._stopping = True
         self._interrupted.set()
-        if self._task is not None:
+        while self._task is not None and not self._task.done():
             # A fetch holds nothing worth waiting for, and a broken client would keep the
             # record in flight for ever (it is not committed: the group hands it out again).
             if self._fetching or _client_failure(self._consumer):
                 self._task.cancel()
-            await asyncio.wait([self._task])
-        await _leave(self._consumer)  # its partitions move at once
+            await asyncio.wait([self._task], timeout=1.0)  # the client may break meanwhile
+        await _leave(self._consumer)  # its partitions move to the other members
         self._consumer = None
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
@@ -336,37 +340,24 @@ class KafkaConsumer:
 
 
 async def _leave(consumer: AIOKafkaConsumer) -> None:
-    """Stop the client and leave the group, and make sure no part of the client runs on.
+    """Stop the client and leave the group; make sure no part of the client runs on.
 
-    A client whose metadata task died never finishes stop(): its coordinator waits for metadata
-    that no task will bring. A stop() cut short (by LEAVE_WITHIN, or by a cancelled restart)
-    returns at once the next time and leaves the heartbeats and the fetcher running: they would
-    keep the member in the group with partitions nobody handles. So whatever is left is stopped
-    one part at a time. A client whose fetcher or coordinator died re-raises that error from
-    stop(); it is known already (the crash).
+    A client whose metadata task died may never finish stop(): its coordinator can wait for
+    metadata that no task will bring. After LEAVE_WITHIN its parts are stopped one by one, with
+    no goodbye to the group, which then waits for the session timeout before it moves the
+    partitions. A client whose fetcher or coordinator died re-raises that error from stop(); it
+    is known already (the crash).
     """
+    liveness.forget_dead_metadata_task(consumer._client)
     try:
         async with asyncio.timeout(LEAVE_WITHIN):
-            with suppress(KafkaError):
-                await consumer.stop()
+            await consumer.stop()
     except TimeoutError:
         log.warning("kafka.client_stop_timed_out", after=LEAVE_WITHIN)
+    except Exception as exc:
+        log.info("kafka.client_stopped_with_error", error=repr(exc))
     finally:
-        await _stop_what_is_left(consumer)
-
-
-async def _stop_what_is_left(consumer: AIOKafkaConsumer) -> None:
-    """Each part of a stopped or half-stopped client, stopped again (a stopped part stays so).
-
-    aiokafka has no public way to close a client whose stop() could not finish.
-    """
-    parts = []
-    if (coordinator := consumer._coordinator) is not None:
-        parts += [coordinator._stop_heartbeat_task, coordinator._stop_commit_offsets_refresh_task]
-    parts += [consumer._fetcher.close, consumer._client.close]
-    for stop in parts:
-        with suppress(Exception):  # a part's old error; the next part is stopped all the same
-            await stop()
+        await liveness.stop_what_is_left(consumer)
 
 
 class ClientTaskEnded(Exception):
@@ -374,23 +365,11 @@ class ClientTaskEnded(Exception):
 
 
 def _client_failure(consumer: AIOKafkaConsumer) -> ClientTaskEnded | None:
-    """Why the client will deliver nothing more, if its fetcher or metadata task is over.
-
-    aiokafka fetches, and refreshes the cluster's metadata, in tasks of its own and never tells
-    `getmany` when one of them ended: it then answers "no records" for ever while the member
-    keeps its partitions, and a commit that needs fresh metadata waits for ever. They end when
-    a write hits a connection the broker just closed under uvloop, which raises RuntimeError
-    where aiokafka expects OSError (aio-libs/aiokafka#1038). (The group coordinator's task is
-    checked by `getmany` itself.)
-    """
-    # aiokafka has no public "is it alive" for these.
-    for name, task in (("fetcher", consumer._fetcher.error_future),
-                       ("metadata", consumer._client._sync_task)):  # fmt: skip
-        if task is None or not task.done():
-            continue
-        error = None if task.cancelled() else task.exception()
-        why = getattr(error, "__cause__", None) or error  # aiokafka wraps it in a KafkaError
-        failure = ClientTaskEnded(f"the Kafka client's {name} task ended: {why!r}")
+    """Why the client will deliver nothing more, if its fetcher or metadata task is over
+    (see shared.kafka.liveness)."""
+    if over := liveness.ended(liveness.consumer_tasks(consumer)):
+        name, error = over
+        failure = ClientTaskEnded(f"the Kafka client's {name} task ended: {error!r}")
         failure.__cause__ = error
         return failure
     return None

@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from shared.errors import PublishError
+from shared.kafka import liveness
 from shared.kafka.config import Headers
 
 log = structlog.get_logger(__name__)
@@ -88,28 +89,23 @@ class RecordProducer:
             del self._sending[name]
 
     async def _live(self) -> AIOKafkaProducer:
-        """The producer, made anew if it stopped for good.
+        """The producer, made anew if it stopped for good (see shared.kafka.liveness).
 
         aiokafka ends a producer's sender on an out-of-order sequence (a batch it gave up on
-        while the broker was away leaves a gap), and every later send would fail: a new
-        producer gets a new producer id and starts its sequences again. Its metadata task ends
-        when a write hits a connection the broker closed under uvloop (aio-libs/aiokafka#1038),
-        and every send that needs fresh metadata would wait for ever.
+        while the broker was away leaves a gap), and every later send would fail; its metadata
+        task ends on uvloop's RuntimeError, and every send that needs fresh metadata would
+        wait for ever. A new producer gets a new producer id and starts its sequences again.
         """
         async with self._renewing:
-            producer = self._producer
-            if producer is None:
+            old = self._producer
+            if old is None:
                 raise ConnectionError("the Kafka producer is not started")
-            # aiokafka has no public "is it alive" for either task.
-            ended = [t for t in (producer._sender.sender_task, producer.client._sync_task)
-                     if t is not None and t.done()]  # fmt: skip
-            if not ended:
-                return producer
-            error = None if ended[0].cancelled() else ended[0].exception()
-            log.warning("kafka.producer_renewed", error=repr(error))
-            self._producer = None
-            await _close(producer, self._timeout)
-            await self.start()
+            over = liveness.ended(liveness.producer_tasks(old))
+            if over is None:
+                return old
+            log.warning("kafka.producer_renewed", task=over[0], error=repr(over[1]))
+            await self.start()  # while the broker is away this raises; a later send tries again
+            await _discard(old)
             return self._producer
 
     def _remember(self, name: tuple[str, str], sending: asyncio.Future) -> None:
@@ -129,4 +125,16 @@ async def _close(producer: AIOKafkaProducer, timeout: float) -> None:
     except TimeoutError:
         # The broker is away: give up what is buffered, or stop() would wait for it for ever.
         producer._message_accumulator.fail_all(KafkaTimeoutError("producer stopped"))
+    liveness.forget_dead_metadata_task(producer.client)
     await producer.stop()
+
+
+async def _discard(producer: AIOKafkaProducer) -> None:
+    """Close a broken producer at once: what it holds fails, and is sent again by its callers
+    (with the same record ids) through the new one."""
+    producer._message_accumulator.fail_all(KafkaTimeoutError("producer renewed"))
+    liveness.forget_dead_metadata_task(producer.client)
+    try:
+        await producer.stop()
+    except Exception as exc:  # its parts' old errors: the new producer is in place already
+        log.info("kafka.producer_stopped_with_error", error=repr(exc))

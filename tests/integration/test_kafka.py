@@ -399,3 +399,27 @@ async def _published(bus: KafkaBus, event: Envelope) -> bool:
     except PublishError:
         return False
     return True
+
+
+async def test_a_producer_whose_metadata_task_died_is_replaced_and_the_send_goes_through(
+    bus, names
+):
+    """Under uvloop a write to a connection the broker closed raises RuntimeError, which kills
+    the producer's metadata task (aio-libs/aiokafka#1038): a send to a topic the producer has
+    no metadata for would then wait for ever."""
+    await bus.ensure_topics({"orders.events": 1})
+    old = bus.producer._producer
+
+    async def broker_closed_it(*_args) -> bool:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+    old.client._metadata_update = broker_closed_it
+    old.client.force_metadata_update()
+    await eventually(old.client._sync_task.done, message="the metadata task died")
+
+    event = order_event("order-after")
+    await bus.publish(ORDERS, event)  # raises PublishError if it waited for metadata
+    assert bus.producer._producer is not old
+    assert not any(c.connected() for c in old.client._conns.values())  # the old one is closed
+    records = await read_records(bus.bootstrap, names + "orders.events", partitions=1, count=1)
+    assert [json.loads(r.value)["id"] for r in records] == [event.id]

@@ -258,6 +258,9 @@ async def test_a_kafka_member_stuck_in_a_commit_whose_metadata_never_comes_is_re
     client._coordinator.coordinator_dead()
     probe.handler.gate.set()  # the record is handled; its commit waits for metadata
     await eventually(lambda: held.id in probe.handler.handled, message="the record handled")
+    lookup = client._coordinator._coordinator_lookup_lock
+    await eventually(lookup.locked, message="the commit looks for the coordinator")
+    assert consumer._busy.locked()  # the batch is not over: its commit waits
 
     async def reported_dead() -> str | None:
         _status, checks = await probe.readiness()
@@ -270,7 +273,9 @@ async def test_a_kafka_member_stuck_in_a_commit_whose_metadata_never_comes_is_re
 
     may_restart.set()
     await eventually(probe.ready, timeout=30, message=f"{name} restarted and ready")
-    assert client._coordinator._heartbeat_task is None  # the old client left nothing running
+    # The old client left nothing running: no heartbeat, no connection.
+    assert client._coordinator._heartbeat_task is None
+    assert not any(c.connected() for c in client._client._conns.values())
     after = event()
     await probe.publish("kafka", after)
     await eventually(

@@ -197,7 +197,7 @@ class FakeKafkaClient:
         self.stopped, self.fetching = False, 0  # fetching: getmany calls in progress
         kafka.clients.append(self)
         # The parts of aiokafka's client that the member looks into: none of their tasks ends.
-        self._fetcher = SimpleNamespace(error_future=None, close=_nothing)
+        self._fetcher = SimpleNamespace(error_future=None, close=_nothing, _pending_tasks=set())
         self._client = SimpleNamespace(_sync_task=None, close=_nothing)
         self._coordinator = None
 
