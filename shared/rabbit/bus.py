@@ -8,8 +8,8 @@ from contextlib import suppress
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
-from aio_pika.exceptions import ChannelNotFoundEntity, DeliveryError
+from aio_pika.abc import AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed, DeliveryError
 
 from shared.channels import Channel
 from shared.envelope import CONTENT_TYPE, Envelope, encode
@@ -24,6 +24,10 @@ from shared.retry import RetryPolicy
 from shared.tracing import publishing
 
 log = structlog.get_logger()
+
+
+class QueueArgumentsDiffer(Exception):
+    """A queue was declared earlier (by an older version, say) with other arguments."""
 
 
 class RabbitBus(Lifecycle):
@@ -97,24 +101,29 @@ class RabbitBus(Lifecycle):
         The exchange is its owner's to declare, perhaps in another service starting now: until
         it exists, this waits (at most `exchange_wait` seconds). Consume with the same `retry`.
         """
-        channel = self._open_channel()
         work = self.name(queue)
-        await channel.declare_queue(
-            topology.parking_queue(work), durable=True, arguments=topology.PARKING_QUEUE_ARGUMENTS
-        )
+        await self._declare(topology.parking_queue(work), topology.PARKING_QUEUE_ARGUMENTS)
         tiers = {topology.ttl_ms(delay): delay for delay in retry.delays}
         for _, delay in sorted(tiers.items()):
-            await channel.declare_queue(
-                topology.retry_queue(work, delay),
-                durable=True,
-                arguments=topology.retry_queue_arguments(work, delay),
-            )
-        declared = await channel.declare_queue(
-            work, durable=True, arguments=topology.work_queue_arguments(work, delivery_limit)
-        )
+            retrying = topology.retry_queue(work, delay)
+            await self._declare(retrying, topology.retry_queue_arguments(work, delay))
+        declared = await self._declare(work, topology.work_queue_arguments(work, delivery_limit))
         await self._exchange_declared(exchange)
         for key in routing_keys:
             await declared.bind(self.name(exchange), key)
+
+    async def _declare(self, name: str, arguments: Mapping[str, object]) -> AbstractQueue:
+        """Declare one durable queue; QueueArgumentsDiffer if it exists with other arguments."""
+        try:
+            return await self._open_channel().declare_queue(
+                name, durable=True, arguments=dict(arguments)
+            )
+        except ChannelPreconditionFailed as exc:
+            raise QueueArgumentsDiffer(
+                f"queue {name} exists with other arguments than this version declares "
+                f"({dict(arguments)}); RabbitMQ never changes a queue's arguments: move or "
+                f"drain its messages, delete it, and start again. RabbitMQ said: {exc}"
+            ) from exc
 
     async def _exchange_declared(self, exchange: str) -> None:
         """Return once `exchange` exists; TimeoutError if its owner has not declared it in time."""

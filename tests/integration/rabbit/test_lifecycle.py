@@ -10,6 +10,7 @@ import aio_pika
 import pytest
 
 from shared.rabbit import RabbitBus
+from shared.rabbit.bus import QueueArgumentsDiffer
 from tests.integration.rabbit.work_queue import (
     COMMANDS,
     EXCHANGE,
@@ -55,6 +56,21 @@ async def test_a_queue_whose_exchange_never_comes_gives_up(amqp_url, names):
         with pytest.raises(TimeoutError, match=re.escape(names + EXCHANGE)):
             await bus.declare_queue(QUEUE, exchange=EXCHANGE, routing_keys=[KEY], retry=FAST)
     await delete_topology(amqp_url, names)
+
+
+async def test_a_queue_left_with_other_arguments_is_named_with_the_remedy(bus, raw, names):
+    # As an older version declared it: a classic queue, where this one declares a quorum queue.
+    await raw.declare_queue(names + QUEUE, durable=True)
+    await bus.declare_exchange(EXCHANGE, "direct")
+    with pytest.raises(QueueArgumentsDiffer, match="x-queue-type") as refused:
+        await bus.declare_queue(QUEUE, exchange=EXCHANGE, routing_keys=[KEY], retry=FAST)
+    assert f"queue {names + QUEUE} exists with other arguments" in str(refused.value)
+    assert "delete it, and start again" in str(refused.value)
+
+    await raw.queue_delete(names + QUEUE)  # the remedy: the queue was empty
+    await bus.declare_queue(QUEUE, exchange=EXCHANGE, routing_keys=[KEY], retry=FAST)
+    await bus.publish(COMMANDS, payment_requested())
+    assert await eventually(lambda: depth_is(raw, names + QUEUE, 1))
 
 
 async def queue_exists(amqp_url: str, queue: str) -> bool:
