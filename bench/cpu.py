@@ -36,14 +36,15 @@ def tree(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
-    """user+system seconds per named process tree, including children that already exited."""
+def cpu_seconds(roots: dict[str, int], *, kernel_only: bool = False) -> dict[str, float]:
+    """user+system seconds per named process tree, including children that already exited;
+    with `kernel_only`, the system part alone (syscalls, socket writes and reads, wake-ups)."""
     usage: dict[str, float] = {}
     for name, root in roots.items():
         total = 0
         for pid in tree(root):
             fields = _stat(pid)
             if fields:  # utime, stime, cutime, cstime are fields 14-17 (index 11-14 here)
-                total += sum(int(v) for v in fields[11:15])
+                total += sum(int(v) for v in (fields[12:15:2] if kernel_only else fields[11:15]))
         usage[name] = total / TICKS
     return usage

@@ -135,6 +135,7 @@ class Pipeline:
     async def _phase(self, console: Console, posted: Posted, orders: int,
                      rate_per_s: float | None, concurrency: int) -> dict:  # fmt: skip
         cpu_before, own_before = cpu_seconds(self.roots), os.times()
+        kernel_before = cpu_seconds(self.roots, kernel_only=True)
         wall_started = time.time()
         with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console) as bar:  # fmt: skip
@@ -153,9 +154,11 @@ class Pipeline:
             with contextlib.suppress(asyncio.CancelledError):
                 await driver
         cpu_after, own_after = cpu_seconds(self.roots), os.times()
+        kernel_after = cpu_seconds(self.roots, kernel_only=True)
         paid = [o for o in posted.at if o in self.paid.at]
         first, last = min(posted.at.values()), max(self.paid.at[o] for o in paid)
         cpu = {name: round(cpu_after[name] - cpu_before.get(name, 0), 2) for name in cpu_after}
+        kernel = {n: round(kernel_after[n] - kernel_before.get(n, 0), 2) for n in kernel_after}
         url = self.endpoints.database_url
         return {
             "orders": orders, "offered_rate_per_s": rate_per_s, "concurrency": concurrency,
@@ -166,6 +169,8 @@ class Pipeline:
             "outbox_write_to_confirm_ms": await outbox_latency(url, wall_started, time.time()),
             "cpu_seconds": cpu,
             "cpu_seconds_per_order": round(sum(cpu.values()) / max(len(paid), 1), 4),
+            # Of that, in the kernel: the cost of round trips between processes, not of Python.
+            "kernel_cpu_seconds": kernel,
             # The load generator shares the cores; shown, not counted in the per-order figure.
             "load_generator_cpu_seconds": round(sum(own_after[:2]) - sum(own_before[:2]), 2),
         }  # fmt: skip

@@ -65,9 +65,19 @@ def _phase_rows(name: str, phase: dict) -> list[tuple[str, str]]:
         (f"{name}: outbox write to confirm p50 / p99 ms", f"{box['p50']:.1f} / {box['p99']:.1f}"),
         (f"{name}: CPU ms per order, all processes", f"{phase['cpu_seconds_per_order'] * 1000:.1f}"),
         (f"{name}: CPU ms per order by process", ", ".join(f"{k} {v:.1f}" for k, v in per_order.items())),
+        (f"{name}: of it in the kernel, by process", kernel_shares(phase)),
         (f"{name}: load generator CPU ms per order (not counted)",
          f"{phase['load_generator_cpu_seconds'] * 1000 / max(phase['paid'], 1):.1f}"),
     ]  # fmt: skip
+
+
+def kernel_shares(phase: dict) -> str:
+    """Each process's system CPU as a share of its CPU (older results have no such figure)."""
+    kernel = phase.get("kernel_cpu_seconds")
+    if not kernel:
+        return "not measured"
+    cpu = phase["cpu_seconds"]
+    return ", ".join(f"{k} {100 * kernel[k] / cpu[k]:.0f}%" for k in cpu if cpu[k] and k in kernel)
 
 
 def floor_table(floor: dict, over: float | None = None) -> Table:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.targets import judge
+from bench.targets import kernel_shares, judge
 
 pytestmark = pytest.mark.unit
 
@@ -58,3 +58,10 @@ def test_latency_is_judged_only_at_the_rate_the_target_names():
     at_50 = {"offered_rate_per_s": 50, "post_to_paid_ms": {"p99": 20}}
     assert verdicts(judge(results(orders_per_s=1, idle_p99=1, latency=at_100)))[-1] is True
     assert verdicts(judge(results(orders_per_s=1, idle_p99=1, latency=at_50)))[-1] is None
+
+
+def test_the_kernel_share_of_each_process_is_shown_when_measured():
+    phase = {"cpu_seconds": {"orders": 4.0, "postgres": 2.0, "idle": 0.0},
+             "kernel_cpu_seconds": {"orders": 1.0, "postgres": 1.0, "idle": 0.0}}  # fmt: skip
+    assert kernel_shares(phase) == "orders 25%, postgres 50%"
+    assert kernel_shares({"cpu_seconds": {"orders": 4.0}}) == "not measured"
