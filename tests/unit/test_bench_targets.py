@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.targets import kernel_shares, judge
+from bench.targets import judge, kernel_shares
 
 pytestmark = pytest.mark.unit
 
