@@ -10,6 +10,7 @@ from typing import Literal
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event, exc
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -115,6 +116,41 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
         # statement sent around it first would run, and commit, outside the transaction.
         await adapted._start_transaction()
     return adapted.driver_connection
+
+
+class Direct:
+    """A Core statement on every message's path, run on asyncpg directly (see `driver`).
+
+    SQLAlchemy compiles it once per set of parameter names, to the same SQL it would send
+    itself; a call then costs asyncpg's share alone. Only for parameters asyncpg takes as they
+    are (uuids, text, numbers, times); the rows come back as asyncpg's records.
+    """
+
+    def __init__(self, statement: sa.Executable) -> None:
+        self._statement = statement
+        self._compiled: dict[tuple[str, ...], sa.engine.Compiled] = {}
+
+    async def execute(self, session: AsyncSession, **params: object) -> None:
+        sql, values = self._bound(params)
+        await (await driver(session)).execute(sql, *values)
+
+    async def fetchrow(self, session: AsyncSession, **params: object) -> asyncpg.Record | None:
+        sql, values = self._bound(params)
+        return await (await driver(session)).fetchrow(sql, *values)
+
+    def _bound(self, params: dict[str, object]) -> tuple[str, list[object]]:
+        names = tuple(params)
+        compiled = self._compiled.get(names)
+        if compiled is None:
+            compiled = self._statement.compile(dialect=_ASYNCPG, column_keys=list(names))
+            if compiled._bind_processors:  # SQLAlchemy would convert these values first
+                raise TypeError(f"{names} need SQLAlchemy's conversions: run it on the session")
+            self._compiled[names] = compiled
+        values = compiled.construct_params(params)  # with the statement's own literals
+        return compiled.string, [values[name] for name in compiled.positiontup]
+
+
+_ASYNCPG = postgresql.asyncpg.dialect()
 
 
 def quoted(table: sa.Table) -> str:
