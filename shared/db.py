@@ -107,15 +107,29 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
     share (measured: README, "Benchmarks"), so these are plain SQL on the same connection, in
     the same transaction. Their errors are asyncpg's own; the classifiers below read both kinds.
     """
-    connection = (
-        transaction if isinstance(transaction, AsyncConnection) else await transaction.connection()
-    )
+    if isinstance(transaction, AsyncSession):
+        # Found once per transaction of the session: each look costs two greenlet switches.
+        current = transaction.sync_session.get_transaction()
+        known = transaction.info.get(_DRIVER)
+        if current is not None and known is not None and known[0] is current:
+            return known[1]
+        connection = await transaction.connection()
+    else:
+        connection = transaction
     adapted = (await connection.get_raw_connection()).dbapi_connection
     if adapted._transaction is None and adapted.isolation_level != "autocommit":
         # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs itself; a
         # statement sent around it first would run, and commit, outside the transaction.
         await adapted._start_transaction()
+    if isinstance(transaction, AsyncSession):
+        transaction.info[_DRIVER] = (
+            transaction.sync_session.get_transaction(),
+            adapted.driver_connection,
+        )
     return adapted.driver_connection
+
+
+_DRIVER = "shared.db.driver"  # the session's key for (its transaction, that asyncpg connection)
 
 
 class Direct:
@@ -128,7 +142,8 @@ class Direct:
 
     def __init__(self, statement: sa.Executable) -> None:
         self._statement = statement
-        self._compiled: dict[tuple[str, ...], sa.engine.Compiled] = {}
+        # Per set of parameter names: the SQL, and each positional value's name or literal.
+        self._compiled: dict[tuple[str, ...], tuple[str, list[tuple[str, object]]]] = {}
 
     async def execute(self, session: AsyncSession, **params: object) -> None:
         sql, values = self._bound(params)
@@ -142,12 +157,17 @@ class Direct:
         names = tuple(params)
         compiled = self._compiled.get(names)
         if compiled is None:
-            compiled = self._statement.compile(dialect=_ASYNCPG, column_keys=list(names))
-            if compiled._bind_processors:  # SQLAlchemy would convert these values first
-                raise TypeError(f"{names} need SQLAlchemy's conversions: run it on the session")
-            self._compiled[names] = compiled
-        values = compiled.construct_params(params)  # with the statement's own literals
-        return compiled.string, [values[name] for name in compiled.positiontup]
+            compiled = self._compiled[names] = self._compile(names)
+        sql, slots = compiled
+        return sql, [params.get(name, literal) for name, literal in slots]
+
+    def _compile(self, names: tuple[str, ...]) -> tuple[str, list[tuple[str, object]]]:
+        compiled = self._statement.compile(dialect=_ASYNCPG, column_keys=list(names))
+        if compiled._bind_processors:  # SQLAlchemy would convert these values first
+            raise TypeError(f"{names} need SQLAlchemy's conversions: run it on the session")
+        # The statement's own values (a 0 in a comparison, say) stand where no parameter does.
+        binds = compiled.binds
+        return compiled.string, [(n, binds[n].effective_value) for n in compiled.positiontup]
 
 
 _ASYNCPG = postgresql.asyncpg.dialect()
