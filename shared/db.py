@@ -103,41 +103,30 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
     """The asyncpg connection under a session or connection, inside its transaction.
 
     For the few statements that run for every message (the inbox row, the outbox row, the
-    relay's claim): SQLAlchemy spends about 0.1 ms of CPU on a statement besides asyncpg's own
-    share (measured: README, "Benchmarks"), so these are plain SQL on the same connection, in
-    the same transaction. Their errors are asyncpg's own; the classifiers below read both kinds.
+    relay's claim, each AsyncpgStatement): SQLAlchemy spends about 0.1 ms of CPU on a statement
+    besides asyncpg's own share (measured: README, "Benchmarks"), so these are plain SQL on the
+    same connection, in the same transaction. Their errors are asyncpg's own; the classifiers below read both kinds.
     """
-    if isinstance(transaction, AsyncSession):
-        # Found once per transaction of the session: each look costs two greenlet switches.
-        current = transaction.sync_session.get_transaction()
-        known = transaction.info.get(_DRIVER)
-        if current is not None and known is not None and known[0] is current:
-            return known[1]
-        connection = await transaction.connection()
-    else:
-        connection = transaction
+    connection = (
+        transaction if isinstance(transaction, AsyncConnection) else await transaction.connection()
+    )
     adapted = (await connection.get_raw_connection()).dbapi_connection
     if adapted._transaction is None and adapted.isolation_level != "autocommit":
         # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs itself; a
         # statement sent around it first would run, and commit, outside the transaction.
         await adapted._start_transaction()
-    if isinstance(transaction, AsyncSession):
-        transaction.info[_DRIVER] = (
-            transaction.sync_session.get_transaction(),
-            adapted.driver_connection,
-        )
     return adapted.driver_connection
 
 
-_DRIVER = "shared.db.driver"  # the session's key for (its transaction, that asyncpg connection)
+class AsyncpgStatement:
+    """A Core statement on every message's path, sent on the session's asyncpg connection.
 
-
-class Direct:
-    """A Core statement on every message's path, run on asyncpg directly (see `driver`).
-
-    SQLAlchemy compiles it once per set of parameter names, to the same SQL it would send
-    itself; a call then costs asyncpg's share alone. Only for parameters asyncpg takes as they
-    are (uuids, text, numbers, times); the rows come back as asyncpg's records.
+    SQLAlchemy compiles it once per set of parameter names, to the SQL it would send itself; a
+    call then costs asyncpg's share alone (see `driver`). What SQLAlchemy would do at each call
+    instead is refused when compiling: converting values (JSON, enums, arrays), expanding IN
+    lists, Python-side defaults, values computed by a callable. A parameter left out is an
+    error, as on the session. The rows come back as asyncpg's records, and the errors are
+    asyncpg's own (the classifiers below read them; `except sa.exc...` does not).
     """
 
     def __init__(self, statement: sa.Executable) -> None:
@@ -163,10 +152,21 @@ class Direct:
 
     def _compile(self, names: tuple[str, ...]) -> tuple[str, list[tuple[str, object]]]:
         compiled = self._statement.compile(dialect=_ASYNCPG, column_keys=list(names))
-        if compiled._bind_processors:  # SQLAlchemy would convert these values first
-            raise TypeError(f"{names} need SQLAlchemy's conversions: run it on the session")
-        # The statement's own values (a 0 in a comparison, say) stand where no parameter does.
         binds = compiled.binds
+        per_call = (
+            compiled._bind_processors  # converters SQLAlchemy applies to each value
+            or compiled.post_compile_params  # IN lists and literals rendered at each call
+            or compiled.insert_prefetch  # Python-side defaults computed at each call
+            or compiled.update_prefetch
+            or [n for n in compiled.positiontup if binds[n].callable is not None]
+        )
+        if per_call:
+            raise TypeError(
+                f"with {names}, SQLAlchemy has work to do at each call: use the session"
+            )
+        if missing := [n for n in compiled.positiontup if n not in names and binds[n].required]:
+            raise TypeError(f"a value is required for {missing}")
+        # The statement's own values (a 0 in a comparison, say) stand where no parameter does.
         return compiled.string, [(n, binds[n].effective_value) for n in compiled.positiontup]
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.domain import OrderStatus
-from shared.db import Direct, page_of, violated_constraint
+from shared.db import AsyncpgStatement, page_of, violated_constraint
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -89,8 +89,8 @@ _UPDATE_ORDER = (
 _REMEMBER_KEY = sa.insert(idempotency_keys)
 _KEY = sa.select(idempotency_keys).where(idempotency_keys.c.key == sa.bindparam("given_key"))
 # History lines are written on every order event and read back only by people: on asyncpg
-# directly (shared.db.Direct).
-_RECORD = Direct(sa.insert(order_history).inline())
+# directly (shared.db.AsyncpgStatement).
+_RECORD = AsyncpgStatement(sa.insert(order_history).inline())
 
 
 async def fetch_order(session: AsyncSession, order_id: uuid.UUID, *, lock: bool = False):

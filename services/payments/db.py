@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import Direct, page_of
+from shared.db import AsyncpgStatement, page_of
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -69,9 +69,9 @@ inbox = inbox_table(metadata, SCHEMA)
 
 
 # The statements every payment runs, built once: building one per call costs more than running it.
-# The lock and the webhook rows are on every payment's path, and their callers need no row back
-# (or only whether there was one): on asyncpg directly (shared.db.Direct).
-_LOCK_ORDER = Direct(
+# The lock and the webhook rows are on every payment's path, and their callers read at most
+# whether a row came back: on asyncpg directly (shared.db.AsyncpgStatement).
+_LOCK_ORDER = AsyncpgStatement(
     sa.select(
         sa.func.pg_advisory_xact_lock(
             sa.func.hashtextextended(sa.bindparam("order_key", type_=sa.Text), 0)
@@ -89,13 +89,13 @@ _UPDATE_PAYMENT = (
     .values(updated_at=sa.func.now())
     .returning(*payments.c)
 )
-_RECORD_PENDING_WEBHOOK = Direct(
+_RECORD_PENDING_WEBHOOK = AsyncpgStatement(
     insert(webhooks)
     .values(state="pending")
     .on_conflict_do_nothing(index_elements=["webhook_id"])
     .returning(webhooks.c.webhook_id)
 )
-_RECORD_SETTLED_WEBHOOK = Direct(
+_RECORD_SETTLED_WEBHOOK = AsyncpgStatement(
     insert(webhooks)
     .values(processed_at=sa.func.now())
     .on_conflict_do_nothing(index_elements=["webhook_id"])
@@ -106,7 +106,7 @@ _PENDING_WEBHOOKS = (
     .where(webhooks.c.order_id == sa.bindparam("order_id"), webhooks.c.state == "pending")
     .order_by(webhooks.c.seq)
 )
-_SETTLE_WEBHOOK = Direct(
+_SETTLE_WEBHOOK = AsyncpgStatement(
     sa.update(webhooks)
     .where(webhooks.c.webhook_id == sa.bindparam("target_id"))
     .values(processed_at=sa.func.now())

@@ -68,9 +68,14 @@ async def test_topics_have_three_replicas_and_need_two_in_sync(cluster_stack, na
     async with kafka_bus(cluster_stack, names) as bus:
         await bus.ensure_topics({ORDER_EVENTS.name: 3})
     topic = names + ORDER_EVENTS.name
-    described = await partitions(cluster_stack.kafka_bootstrap, topic)
-    assert len(described) == 3
-    assert all(len(p["replicas"]) == 3 for p in described), described
+
+    async def described() -> list[dict]:
+        # The controller created the topic; the node that answers may learn of it a moment later.
+        return await partitions(cluster_stack.kafka_bootstrap, topic)
+
+    found = await eventually(described, timeout=30, message="the new topic known to the nodes")
+    assert len(found) == 3
+    assert all(len(p["replicas"]) == 3 for p in found), found
 
     async def all_in_sync() -> bool:
         # A new partition's followers join its ISR once they have fetched from the leader.
