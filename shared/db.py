@@ -10,7 +10,6 @@ from typing import Literal
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event, exc
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -103,9 +102,9 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
     """The asyncpg connection under a session or connection, inside its transaction.
 
     For the few statements that run for every message (the inbox row, the outbox row, the
-    relay's claim, each AsyncpgStatement): SQLAlchemy spends about 0.1 ms of CPU on a statement
-    besides asyncpg's own share (measured: README, "Benchmarks"), so these are plain SQL on the
-    same connection, in the same transaction. Their errors are asyncpg's own; the classifiers below read both kinds.
+    relay's claim): SQLAlchemy spends about 0.1 ms of CPU on a statement besides asyncpg's own
+    share (measured: README, "Benchmarks"), so these are plain SQL on the same connection, in
+    the same transaction. Their errors are asyncpg's own; the classifiers below read both kinds.
     """
     connection = (
         transaction if isinstance(transaction, AsyncConnection) else await transaction.connection()
@@ -116,61 +115,6 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
         # statement sent around it first would run, and commit, outside the transaction.
         await adapted._start_transaction()
     return adapted.driver_connection
-
-
-class AsyncpgStatement:
-    """A Core statement on every message's path, sent on the session's asyncpg connection.
-
-    SQLAlchemy compiles it once per set of parameter names, to the SQL it would send itself; a
-    call then costs asyncpg's share alone (see `driver`). What SQLAlchemy would do at each call
-    instead is refused when compiling: converting values (JSON, enums, arrays), expanding IN
-    lists, Python-side defaults, values computed by a callable. A parameter left out is an
-    error, as on the session. The rows come back as asyncpg's records, and the errors are
-    asyncpg's own (the classifiers below read them; `except sa.exc...` does not).
-    """
-
-    def __init__(self, statement: sa.Executable) -> None:
-        self._statement = statement
-        # Per set of parameter names: the SQL, and each positional value's name or literal.
-        self._compiled: dict[tuple[str, ...], tuple[str, list[tuple[str, object]]]] = {}
-
-    async def execute(self, session: AsyncSession, **params: object) -> None:
-        sql, values = self._bound(params)
-        await (await driver(session)).execute(sql, *values)
-
-    async def fetchrow(self, session: AsyncSession, **params: object) -> asyncpg.Record | None:
-        sql, values = self._bound(params)
-        return await (await driver(session)).fetchrow(sql, *values)
-
-    def _bound(self, params: dict[str, object]) -> tuple[str, list[object]]:
-        names = tuple(params)
-        compiled = self._compiled.get(names)
-        if compiled is None:
-            compiled = self._compiled[names] = self._compile(names)
-        sql, slots = compiled
-        return sql, [params.get(name, literal) for name, literal in slots]
-
-    def _compile(self, names: tuple[str, ...]) -> tuple[str, list[tuple[str, object]]]:
-        compiled = self._statement.compile(dialect=_ASYNCPG, column_keys=list(names))
-        binds = compiled.binds
-        per_call = (
-            compiled._bind_processors  # converters SQLAlchemy applies to each value
-            or compiled.post_compile_params  # IN lists and literals rendered at each call
-            or compiled.insert_prefetch  # Python-side defaults computed at each call
-            or compiled.update_prefetch
-            or [n for n in compiled.positiontup if binds[n].callable is not None]
-        )
-        if per_call:
-            raise TypeError(
-                f"with {names}, SQLAlchemy has work to do at each call: use the session"
-            )
-        if missing := [n for n in compiled.positiontup if n not in names and binds[n].required]:
-            raise TypeError(f"a value is required for {missing}")
-        # The statement's own values (a 0 in a comparison, say) stand where no parameter does.
-        return compiled.string, [(n, binds[n].effective_value) for n in compiled.positiontup]
-
-
-_ASYNCPG = postgresql.asyncpg.dialect()
 
 
 def quoted(table: sa.Table) -> str:
