@@ -118,8 +118,6 @@ class KafkaConsumer:
         if self._task is None:
             return "not started"
         if not self._task.done():
-            if self._crash is not None:  # still leaving the group
-                return self._crash
             # The task may wait inside the client for a task of the client that is over (a
             # commit waits for fresh metadata that a dead metadata task never brings).
             broken = self._consumer and _client_failure(self._consumer)
@@ -150,7 +148,7 @@ class KafkaConsumer:
             # start(), must not fetch beside the new one, nor record its crash after the reset
             # below. Its records were not committed, so the group hands them out again.
             self._task.cancel()
-            await asyncio.wait([self._task])
+            await asyncio.wait([self._task], timeout=LEAVE_WITHIN)  # one stuck in aiokafka stays
         if self._consumer is not None:
             await _leave(self._consumer)  # its partitions go to the other members
         self.partitions, self._unhandled, self._crash = frozenset(), 0, None
@@ -177,6 +175,8 @@ class KafkaConsumer:
             # record in flight for ever (it is not committed: the group hands it out again).
             if self._fetching or _client_failure(self._consumer):
                 self._task.cancel()
+                await asyncio.wait([self._task], timeout=LEAVE_WITHIN)  # a stuck one stays
+                break
             await asyncio.wait([self._task], timeout=1.0)  # the client may break meanwhile
         await _leave(self._consumer)  # its partitions move to the other members
         self._consumer = None
@@ -340,24 +340,34 @@ class KafkaConsumer:
 
 
 async def _leave(consumer: AIOKafkaConsumer) -> None:
-    """Stop the client and leave the group; make sure no part of the client runs on.
+    """Stop the client and leave the group, then stop whatever part of it still runs; each step
+    within LEAVE_WITHIN, whatever aiokafka does.
 
     A client whose metadata task died may never finish stop(): its coordinator can wait for
-    metadata that no task will bring. After LEAVE_WITHIN its parts are stopped one by one, with
-    no goodbye to the group, which then waits for the session timeout before it moves the
-    partitions. A client whose fetcher or coordinator died re-raises that error from stop(); it
-    is known already (the crash).
+    metadata that no task will bring, and a task of a broken client may not end when cancelled.
+    So each step runs as a task of its own that is waited for at most LEAVE_WITHIN and then left
+    behind. Stopped without a goodbye, the member is dropped by the group after its session
+    timeout. A client whose fetcher or coordinator died re-raises that error from stop(); it is
+    known already (the crash).
     """
     liveness.forget_dead_metadata_task(consumer._client)
-    try:
-        async with asyncio.timeout(LEAVE_WITHIN):
-            await consumer.stop()
-    except TimeoutError:
-        log.warning("kafka.client_stop_timed_out", after=LEAVE_WITHIN)
-    except Exception as exc:
-        log.info("kafka.client_stopped_with_error", error=repr(exc))
-    finally:
-        await liveness.stop_what_is_left(consumer)
+    for step in (consumer.stop, lambda: liveness.stop_what_is_left(consumer)):
+        running = asyncio.ensure_future(step())
+        _leaving.add(running)
+        running.add_done_callback(_leaving.discard)
+        running.add_done_callback(_log_stop_error)
+        done, _ = await asyncio.wait({running}, timeout=LEAVE_WITHIN)
+        if not done:
+            running.cancel()
+            log.warning("kafka.client_stop_timed_out", after=LEAVE_WITHIN)
+
+
+_leaving: set[asyncio.Future] = set()  # steps of stopping a client, kept until they end
+
+
+def _log_stop_error(step: asyncio.Future) -> None:
+    if not step.cancelled() and (error := step.exception()) is not None:
+        log.info("kafka.client_stopped_with_error", error=repr(error))
 
 
 class ClientTaskEnded(Exception):
