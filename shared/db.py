@@ -110,11 +110,22 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
         transaction if isinstance(transaction, AsyncConnection) else await transaction.connection()
     )
     adapted = (await connection.get_raw_connection()).dbapi_connection
-    if adapted._transaction is None and adapted.isolation_level != "autocommit":
+    if adapted.isolation_level == "autocommit":
+        return adapted.driver_connection
+    if adapted._transaction is None:
         # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs itself; a
         # statement sent around it first would run, and commit, outside the transaction.
         await adapted._start_transaction()
+    if not adapted.driver_connection.is_in_transaction():
+        # The adapter believes in a transaction the server does not have (one of a connection
+        # lost meanwhile, say): a row written now would commit on its own, apart from the rest.
+        raise OutsideTransaction("the adapter's transaction is not open on the server")
     return adapted.driver_connection
+
+
+class OutsideTransaction(ConnectionError):
+    """A statement would have run outside its transaction. As a connection error, it makes the
+    work wait and try again (`is_unavailable`); nothing of the transaction was committed."""
 
 
 def quoted(table: sa.Table) -> str:

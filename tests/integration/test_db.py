@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import make_engine, make_sessions, reading
+from shared.db import OutsideTransaction, driver, make_engine, make_sessions, reading
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +81,12 @@ async def test_only_an_idle_connection_is_pinged(url, ping_after_idle, pinged):
         assert ("SELECT 1" in wire.take()) is pinged
     finally:
         await engine.dispose()
+
+
+async def test_a_statement_sent_around_the_adapter_never_runs_outside_its_transaction(engine):
+    sessions = make_sessions(engine)
+    with pytest.raises(OutsideTransaction):
+        async with sessions.begin() as session:
+            connection = await driver(session)
+            await connection.execute("COMMIT")  # the server's transaction ends behind the adapter
+            await driver(session)  # a row written now would commit on its own
