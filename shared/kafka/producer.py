@@ -105,7 +105,7 @@ class RecordProducer:
                 return old
             log.warning("kafka.producer_renewed", task=over[0], error=repr(over[1]))
             await self.start()  # while the broker is away this raises; a later send tries again
-            await _discard(old)
+            await _close(old, 0)  # broken: what it holds goes through the new one
             return self._producer
 
     def _remember(self, name: tuple[str, str], sending: asyncio.Future) -> None:
@@ -120,21 +120,15 @@ def _failed(sending: asyncio.Future) -> bool:
 
 
 async def _close(producer: AIOKafkaProducer, timeout: float) -> None:
+    """Deliver what is buffered for at most `timeout` seconds (0: give it up at once: its
+    senders send it again, with the same record ids), then stop the producer."""
     try:
         await asyncio.wait_for(producer.flush(), timeout)
     except TimeoutError:
         # The broker is away: give up what is buffered, or stop() would wait for it for ever.
         producer._message_accumulator.fail_all(KafkaTimeoutError("producer stopped"))
     liveness.forget_dead_metadata_task(producer.client)
-    await producer.stop()
-
-
-async def _discard(producer: AIOKafkaProducer) -> None:
-    """Close a broken producer at once: what it holds fails, and is sent again by its callers
-    (with the same record ids) through the new one."""
-    producer._message_accumulator.fail_all(KafkaTimeoutError("producer renewed"))
-    liveness.forget_dead_metadata_task(producer.client)
     try:
         await producer.stop()
-    except Exception as exc:  # its parts' old errors: the new producer is in place already
+    except Exception as exc:  # a dead task's old error; nothing is left to deliver
         log.info("kafka.producer_stopped_with_error", error=repr(exc))
