@@ -75,6 +75,10 @@ def _pinger(after_idle: float):
                 raise ConnectionError("closed")
             if idle >= after_idle:
                 await_only(connection.execute("SELECT 1"))
+            if connection.is_in_transaction():
+                # Given back inside a transaction the server still holds: whatever ran on it
+                # next would be part of that transaction, never committed on its own.
+                raise ConnectionError("left inside a transaction")
         except Exception as error:
             # The pool drops this connection and checks out a fresh one.
             raise exc.DisconnectionError(f"stale connection: {error!r}") from error
@@ -115,7 +119,17 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
     if adapted._transaction is None:
         # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs itself; a
         # statement sent around it first would run, and commit, outside the transaction.
-        await adapted._start_transaction()
+        try:
+            await adapted._start_transaction()
+        except BaseException:
+            # asyncpg keeps a transaction that failed to start as its connection's own, and the
+            # server may have run the BEGIN (a task cancelled while the answer was on its way):
+            # every later transaction on this connection would be a savepoint inside that one,
+            # committed as far as the service knows and never seen by anyone else. SQLAlchemy
+            # invalidates the connection when this happens under its own statements; here it
+            # is ours to do. Closed, it is replaced at its next checkout (`_pinger`).
+            adapted.driver_connection.terminate()
+            raise
     if not adapted.driver_connection.is_in_transaction():
         # The adapter believes in a transaction the server does not have (one of a connection
         # lost meanwhile, say): a row written now would commit on its own, apart from the rest.

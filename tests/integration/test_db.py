@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -9,6 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import OutsideTransaction, driver, make_engine, make_sessions, reading
+from tests.support.eventually import eventually
+from tests.support.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -90,3 +93,70 @@ async def test_a_statement_sent_around_the_adapter_never_runs_outside_its_transa
             connection = await driver(session)
             await connection.execute("COMMIT")  # the server's transaction ends behind the adapter
             await driver(session)  # a row written now would commit on its own
+
+
+async def committed_marks(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return await conn.scalar(sa.text("SELECT count(*) FROM committed_mark"))
+
+
+async def backends_in_transaction(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return await conn.scalar(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND state = 'idle in transaction'"
+            )
+        )
+
+
+async def test_a_transaction_cancelled_after_the_server_began_it_leaves_nothing_open(
+    engine, database
+):
+    """The server ran BEGIN, and the task was cancelled before the answer came back (a handler
+    stopped with its broker connection, say). Were the connection back in the pool inside that
+    transaction, every later one on it would be a savepoint within it: committed as far as the
+    service knows, never seen by anyone else."""
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("CREATE TABLE committed_mark (n int)"))
+    url = sa.make_url(database.admin_url)
+    async with TcpProxy(url.host, url.port) as proxy:
+        through_proxy = url.set(host=proxy.host, port=proxy.port)
+        served = make_engine(through_proxy.render_as_string(hide_password=False), pool_size=1)
+        sessions = make_sessions(served)
+        try:
+            async with sessions.begin() as session:  # the pool's one connection, opened
+                await session.execute(sa.text("SELECT 1"))
+
+            async def begin() -> None:
+                async with sessions.begin() as session:
+                    await driver(session)
+
+            proxy.hold_replies()
+            cancelled = asyncio.create_task(begin())
+            await eventually(lambda: backends_in_transaction(engine), message="BEGIN ran")
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            proxy.release_replies()
+
+            async with sessions.begin() as session:
+                await session.execute(sa.text("INSERT INTO committed_mark VALUES (1)"))
+            assert await committed_marks(engine) == 1
+            assert await backends_in_transaction(engine) == 0
+        finally:
+            await served.dispose()
+
+
+async def test_a_connection_given_back_inside_a_transaction_is_not_handed_out_again(url):
+    engine = make_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).dbapi_connection.driver_connection
+            await raw.execute("BEGIN")  # behind SQLAlchemy's back: its reset cannot end it
+        async with engine.connect() as conn:
+            raw_again = (await conn.get_raw_connection()).dbapi_connection.driver_connection
+            assert raw_again is not raw
+            assert not raw_again.is_in_transaction()
+    finally:
+        await engine.dispose()

@@ -17,6 +17,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._open = True
+        self._replies = asyncio.Event()
+        self._replies.set()
         self.refused = 0  # connections turned away while cut: proof that a client tried
 
     @classmethod
@@ -44,7 +46,16 @@ class TcpProxy:
         """Accept and forward connections again."""
         self._open = True
 
+    def hold_replies(self) -> None:
+        """Keep what the server sends from reaching its clients until `release_replies()`: the
+        server has done the work, and the client, waiting for the answer, does not know yet."""
+        self._replies.clear()
+
+    def release_replies(self) -> None:
+        self._replies.set()
+
     async def stop(self) -> None:
+        self.release_replies()
         self.cut()
         if self._server is not None:
             self._server.close()
@@ -72,15 +83,24 @@ class TcpProxy:
             return
         self._writers |= {writer, up_writer}
         try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            await asyncio.gather(
+                self._pipe(reader, up_writer), self._pipe(up_reader, writer, self._replies)
+            )
         finally:
             for w in (writer, up_writer):
                 self._writers.discard(w)
                 self._abort(w)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        flowing: asyncio.Event | None = None,
+    ) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
+                if flowing is not None:
+                    await flowing.wait()
                 writer.write(data)
                 await writer.drain()
         # One side finished: end the other, so neither peer waits on a half-open connection.
