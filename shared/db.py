@@ -9,6 +9,7 @@ from typing import Literal
 
 import asyncpg
 import sqlalchemy as sa
+import structlog
 from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.util import await_only
+
+log = structlog.get_logger(__name__)
 
 
 def async_url(url: str) -> str:
@@ -121,7 +124,7 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
         # statement sent around it first would run, and commit, outside the transaction.
         try:
             await adapted._start_transaction()
-        except BaseException:
+        except BaseException as error:
             # asyncpg keeps a transaction that failed to start as its connection's own, and the
             # server may have run the BEGIN (a task cancelled while the answer was on its way):
             # every later transaction on this connection would be a savepoint inside that one,
@@ -129,6 +132,7 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
             # invalidates the connection when this happens under its own statements; here it
             # is ours to do. Closed, it is replaced at its next checkout (`_pinger`).
             adapted.driver_connection.terminate()
+            log.warning("db.begin_failed_connection_closed", error=repr(error))
             raise
     if not adapted.driver_connection.is_in_transaction():
         # The adapter believes in a transaction the server does not have (one of a connection
