@@ -131,8 +131,9 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
             # committed as far as the service knows and never seen by anyone else. SQLAlchemy
             # invalidates the connection when this happens under its own statements; here it
             # is ours to do. Closed, it is replaced at its next checkout (`_pinger`).
-            adapted.driver_connection.terminate()
-            log.warning("db.begin_failed_connection_closed", error=repr(error))
+            if not adapted.driver_connection.is_closed():
+                adapted.driver_connection.terminate()
+                log.warning("db.unstarted_transaction_closed", error=repr(error))
             raise
     if not adapted.driver_connection.is_in_transaction():
         # The adapter believes in a transaction the server does not have (one of a connection
