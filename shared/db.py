@@ -11,6 +11,7 @@ import asyncpg
 import sqlalchemy as sa
 import structlog
 from sqlalchemy import event, exc
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -109,13 +110,20 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
     """The asyncpg connection under a session or connection, inside its transaction.
 
     For the few statements that run for every message (the inbox row, the outbox row, the
-    relay's claim): SQLAlchemy spends about 0.1 ms of CPU on a statement besides asyncpg's own
-    share (measured: README, "Benchmarks"), so these are plain SQL on the same connection, in
-    the same transaction. Their errors are asyncpg's own; the classifiers below read both kinds.
+    relay's claim, each AsyncpgStatement): SQLAlchemy spends about 0.1 ms of CPU on a statement
+    besides asyncpg's own share (measured: README, "Benchmarks"), so these are plain SQL on the
+    same connection, in the same transaction. Their errors are asyncpg's own; the classifiers
+    below read both kinds.
     """
-    connection = (
-        transaction if isinstance(transaction, AsyncConnection) else await transaction.connection()
-    )
+    if isinstance(transaction, AsyncSession):
+        # Found once per transaction of the session: each look costs two greenlet switches.
+        current = transaction.sync_session.get_transaction()
+        known = transaction.info.get(_DRIVER)
+        if known and current and known[0] is current and known[1].is_in_transaction():
+            return known[1]
+        connection = await transaction.connection()
+    else:
+        connection = transaction
     adapted = (await connection.get_raw_connection()).dbapi_connection
     if adapted.isolation_level == "autocommit":
         return adapted.driver_connection
@@ -139,12 +147,75 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
         # The adapter believes in a transaction the server does not have (one of a connection
         # lost meanwhile, say): a row written now would commit on its own, apart from the rest.
         raise OutsideTransaction("the adapter's transaction is not open on the server")
+    if isinstance(transaction, AsyncSession):
+        transaction.info[_DRIVER] = (
+            transaction.sync_session.get_transaction(),
+            adapted.driver_connection,
+        )
     return adapted.driver_connection
+
+
+_DRIVER = "shared.db.driver"  # the session's key for (its transaction, that asyncpg connection)
 
 
 class OutsideTransaction(ConnectionError):
     """A statement would have run outside its transaction. As a connection error, it makes the
     work wait and try again (`is_unavailable`); nothing of the transaction was committed."""
+
+
+class AsyncpgStatement:
+    """A Core statement on every message's path, sent on the session's asyncpg connection.
+
+    SQLAlchemy compiles it once per set of parameter names, to the SQL it would send itself; a
+    call then costs asyncpg's share alone (see `driver`). What SQLAlchemy would do at each call
+    instead is refused when compiling: converting values (JSON, enums, arrays), expanding IN
+    lists, Python-side defaults, values computed by a callable. A parameter left out is an
+    error, as on the session. The rows come back as asyncpg's records, and the errors are
+    asyncpg's own (the classifiers below read them; `except sa.exc...` does not).
+    """
+
+    def __init__(self, statement: sa.Executable) -> None:
+        self._statement = statement
+        # Per set of parameter names: the SQL, and each positional value's name or literal.
+        self._compiled: dict[tuple[str, ...], tuple[str, list[tuple[str, object]]]] = {}
+
+    async def execute(self, session: AsyncSession, **params: object) -> None:
+        sql, values = self._bound(params)
+        await (await driver(session)).execute(sql, *values)
+
+    async def fetchrow(self, session: AsyncSession, **params: object) -> asyncpg.Record | None:
+        sql, values = self._bound(params)
+        return await (await driver(session)).fetchrow(sql, *values)
+
+    def _bound(self, params: dict[str, object]) -> tuple[str, list[object]]:
+        names = tuple(params)
+        compiled = self._compiled.get(names)
+        if compiled is None:
+            compiled = self._compiled[names] = self._compile(names)
+        sql, slots = compiled
+        return sql, [params.get(name, literal) for name, literal in slots]
+
+    def _compile(self, names: tuple[str, ...]) -> tuple[str, list[tuple[str, object]]]:
+        compiled = self._statement.compile(dialect=_ASYNCPG, column_keys=list(names))
+        binds = compiled.binds
+        per_call = (
+            compiled._bind_processors  # converters SQLAlchemy applies to each value
+            or compiled.post_compile_params  # IN lists and literals rendered at each call
+            or compiled.insert_prefetch  # Python-side defaults computed at each call
+            or compiled.update_prefetch
+            or [n for n in compiled.positiontup if binds[n].callable is not None]
+        )
+        if per_call:
+            raise TypeError(
+                f"with {names}, SQLAlchemy has work to do at each call: use the session"
+            )
+        if missing := [n for n in compiled.positiontup if n not in names and binds[n].required]:
+            raise TypeError(f"a value is required for {missing}")
+        # The statement's own values (a 0 in a comparison, say) stand where no parameter does.
+        return compiled.string, [(n, binds[n].effective_value) for n in compiled.positiontup]
+
+
+_ASYNCPG = postgresql.asyncpg.dialect()
 
 
 def quoted(table: sa.Table) -> str:

@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orders.domain import OrderStatus
-from shared.db import page_of, violated_constraint
+from shared.db import AsyncpgStatement, page_of, violated_constraint
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -88,7 +88,9 @@ _UPDATE_ORDER = (
 )
 _REMEMBER_KEY = sa.insert(idempotency_keys)
 _KEY = sa.select(idempotency_keys).where(idempotency_keys.c.key == sa.bindparam("given_key"))
-_RECORD = sa.insert(order_history)
+# History lines are written on every order event and read back only by people: on asyncpg
+# directly (shared.db.AsyncpgStatement).
+_RECORD = AsyncpgStatement(sa.insert(order_history).inline())
 
 
 async def fetch_order(session: AsyncSession, order_id: uuid.UUID, *, lock: bool = False):
@@ -147,5 +149,4 @@ async def find_key(session: AsyncSession, key: str) -> sa.Row | None:
 
 async def record(session: AsyncSession, order_id: uuid.UUID, event: str, outcome: str, **rest):
     """One line of the order's history."""
-    row = {"order_id": order_id, "event": event, "outcome": outcome, **rest}
-    await session.execute(_RECORD, row)
+    await _RECORD.execute(session, order_id=order_id, event=event, outcome=outcome, **rest)

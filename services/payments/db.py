@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import page_of
+from shared.db import AsyncpgStatement, page_of
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -69,9 +69,13 @@ inbox = inbox_table(metadata, SCHEMA)
 
 
 # The statements every payment runs, built once: building one per call costs more than running it.
-_LOCK_ORDER = sa.select(
-    sa.func.pg_advisory_xact_lock(
-        sa.func.hashtextextended(sa.bindparam("order_key", type_=sa.Text), 0)
+# The lock and the webhook rows are on every payment's path, and their callers read at most
+# whether a row came back: on asyncpg directly (shared.db.AsyncpgStatement).
+_LOCK_ORDER = AsyncpgStatement(
+    sa.select(
+        sa.func.pg_advisory_xact_lock(
+            sa.func.hashtextextended(sa.bindparam("order_key", type_=sa.Text), 0)
+        )
     )
 )
 _INSERT_PAYMENT = (
@@ -85,13 +89,13 @@ _UPDATE_PAYMENT = (
     .values(updated_at=sa.func.now())
     .returning(*payments.c)
 )
-_RECORD_PENDING_WEBHOOK = (
+_RECORD_PENDING_WEBHOOK = AsyncpgStatement(
     insert(webhooks)
     .values(state="pending")
     .on_conflict_do_nothing(index_elements=["webhook_id"])
     .returning(webhooks.c.webhook_id)
 )
-_RECORD_SETTLED_WEBHOOK = (
+_RECORD_SETTLED_WEBHOOK = AsyncpgStatement(
     insert(webhooks)
     .values(processed_at=sa.func.now())
     .on_conflict_do_nothing(index_elements=["webhook_id"])
@@ -102,7 +106,7 @@ _PENDING_WEBHOOKS = (
     .where(webhooks.c.order_id == sa.bindparam("order_id"), webhooks.c.state == "pending")
     .order_by(webhooks.c.seq)
 )
-_SETTLE_WEBHOOK = (
+_SETTLE_WEBHOOK = AsyncpgStatement(
     sa.update(webhooks)
     .where(webhooks.c.webhook_id == sa.bindparam("target_id"))
     .values(processed_at=sa.func.now())
@@ -115,7 +119,7 @@ async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> None:
     Without it, a webhook and the command for the same order could each miss the other's
     uncommitted row: the webhook kept pending for a payment that already exists.
     """
-    await session.execute(_LOCK_ORDER, {"order_key": str(order_id)})
+    await _LOCK_ORDER.execute(session, order_key=str(order_id))
 
 
 async def insert_payment(session: AsyncSession, **values) -> sa.Row | None:
@@ -144,13 +148,13 @@ async def update_payment(session: AsyncSession, payment_id: uuid.UUID, **values)
 
 async def record_webhook(session: AsyncSession, **values) -> bool:
     """Store a webhook to apply once its payment exists; False if its webhook-id was stored before."""
-    return (await session.execute(_RECORD_PENDING_WEBHOOK, values)).first() is not None
+    return await _RECORD_PENDING_WEBHOOK.fetchrow(session, **values) is not None
 
 
 async def record_settled_webhook(session: AsyncSession, **values) -> bool:
     """Store a webhook as already applied or ignored (`state`, `outcome`); False if its
     webhook-id was stored before."""
-    return (await session.execute(_RECORD_SETTLED_WEBHOOK, values)).first() is not None
+    return await _RECORD_SETTLED_WEBHOOK.fetchrow(session, **values) is not None
 
 
 async def pending_webhooks(session: AsyncSession, order_id: uuid.UUID) -> list[sa.Row]:
@@ -159,5 +163,4 @@ async def pending_webhooks(session: AsyncSession, order_id: uuid.UUID) -> list[s
 
 
 async def settle_webhook(session: AsyncSession, webhook_id: str, state: str, outcome: str) -> None:
-    params = {"target_id": webhook_id, "state": state, "outcome": outcome}
-    await session.execute(_SETTLE_WEBHOOK, params)
+    await _SETTLE_WEBHOOK.execute(session, target_id=webhook_id, state=state, outcome=outcome)

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import page_of, violated_constraint
+from shared.db import AsyncpgStatement, page_of, violated_constraint
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 from users.domain import EmailTaken, StatsUnderflow, UserNotFound
@@ -46,7 +46,8 @@ _USER = sa.select(users).where(users.c.id == sa.bindparam("user_id"))
 _USER_FOR_UPDATE = _USER.with_for_update()
 _orders_paid = users.c.orders_paid + sa.bindparam("orders", type_=sa.Integer)
 _spent = users.c.lifetime_spent_cents + sa.bindparam("cents", type_=sa.BigInteger)
-_ADD_TO_STATS = (
+# On every paid or refunded order: on asyncpg directly (shared.db.AsyncpgStatement).
+_ADD_TO_STATS = AsyncpgStatement(
     sa.update(users)
     .where(users.c.id == sa.bindparam("user_id"), _orders_paid >= 0, _spent >= 0)
     .values(orders_paid=_orders_paid, lifetime_spent_cents=_spent, updated_at=sa.func.now())
@@ -118,9 +119,8 @@ async def add_to_stats(session: AsyncSession, user_id: uuid.UUID, orders: int, c
 
     UserNotFound if there is no such user; StatsUnderflow if the result would be negative.
     """
-    params = {"user_id": user_id, "orders": orders, "cents": cents}
-    updated = await session.execute(_ADD_TO_STATS, params)
-    if updated.first() is None:
+    updated = await _ADD_TO_STATS.fetchrow(session, user_id=user_id, orders=orders, cents=cents)
+    if updated is None:
         # Checked in the database rather than by catching the CHECK violation: an error would
         # abort the whole transaction, inbox row included.
         if await fetch_user(session, user_id) is None:

@@ -160,3 +160,25 @@ async def test_a_connection_given_back_inside_a_transaction_is_not_handed_out_ag
             assert not raw_again.is_in_transaction()
     finally:
         await engine.dispose()
+
+
+async def test_a_session_reaches_the_asyncpg_connection_of_its_current_transaction(url):
+    """driver() finds a session's connection once per transaction, and never keeps one that
+    went back to the pool when that transaction ended."""
+    engine = make_engine(url, pool_size=2)
+    try:
+        async with make_sessions(engine)() as session:
+            async with session.begin():
+                first = await driver(session)
+                assert await driver(session) is first
+            async with engine.connect() as other:  # takes the connection `first` was on
+                await other.execute(sa.text("SELECT 1"))  # and is inside a transaction of its own
+                held = (await other.get_raw_connection()).dbapi_connection.driver_connection
+                assert held is first
+                async with session.begin():
+                    second = await driver(session)
+                    connection = await session.connection()
+                    raw = (await connection.get_raw_connection()).dbapi_connection
+                    assert second is raw.driver_connection is not first
+    finally:
+        await engine.dispose()
