@@ -79,9 +79,11 @@ def _pinger(after_idle: float):
                 raise ConnectionError("closed")
             if idle >= after_idle:
                 await_only(connection.execute("SELECT 1"))
-            if connection.is_in_transaction():
-                # Given back inside a transaction the server still holds: whatever ran on it
-                # next would be part of that transaction, never committed on its own.
+            if connection._top_xact is not None or connection.is_in_transaction():
+                # Given back inside a transaction, by asyncpg's account (set before its BEGIN
+                # is even sent) or by the server's last word: whatever ran on it next would be
+                # part of that transaction, never committed on its own. asyncpg's own pool
+                # checks the same two before it reuses a connection.
                 raise ConnectionError("left inside a transaction")
         except Exception as error:
             # The pool drops this connection and checks out a fresh one.
@@ -106,6 +108,10 @@ async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[A
         yield session
 
 
+# In a session's `info`: (the session's transaction, the asyncpg connection it is on).
+_DRIVER_KEY = "shared.db.driver"
+
+
 async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connection:
     """The asyncpg connection under a session or connection, inside its transaction.
 
@@ -118,9 +124,9 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
     if isinstance(transaction, AsyncSession):
         # Found once per transaction of the session: each look costs two greenlet switches.
         current = transaction.sync_session.get_transaction()
-        known = transaction.info.get(_DRIVER)
-        if known and current and known[0] is current and known[1].is_in_transaction():
-            return known[1]
+        known_for, known = transaction.info.get(_DRIVER_KEY, (None, None))
+        if current is not None and known_for is current and known.is_in_transaction():
+            return known
         connection = await transaction.connection()
     else:
         connection = transaction
@@ -136,9 +142,10 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
             # asyncpg keeps a transaction that failed to start as its connection's own, and the
             # server may have run the BEGIN (a task cancelled while the answer was on its way):
             # every later transaction on this connection would be a savepoint inside that one,
-            # committed as far as the service knows and never seen by anyone else. SQLAlchemy
-            # invalidates the connection when this happens under its own statements; here it
-            # is ours to do. Closed, it is replaced at its next checkout (`_pinger`).
+            # committed as far as the service knows and never seen by anyone else. Under its
+            # own statements SQLAlchemy invalidates the connection on a cancel or a disconnect;
+            # here it is ours to do, whatever the error. Closed, it is replaced at its next
+            # checkout (`_pinger`).
             if not adapted.driver_connection.is_closed():
                 adapted.driver_connection.terminate()
                 log.warning("db.unstarted_transaction_closed", error=repr(error))
@@ -148,14 +155,11 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
         # lost meanwhile, say): a row written now would commit on its own, apart from the rest.
         raise OutsideTransaction("the adapter's transaction is not open on the server")
     if isinstance(transaction, AsyncSession):
-        transaction.info[_DRIVER] = (
+        transaction.info[_DRIVER_KEY] = (
             transaction.sync_session.get_transaction(),
             adapted.driver_connection,
         )
     return adapted.driver_connection
-
-
-_DRIVER = "shared.db.driver"  # the session's key for (its transaction, that asyncpg connection)
 
 
 class OutsideTransaction(ConnectionError):

@@ -122,38 +122,56 @@ async def test_a_transaction_cancelled_after_the_server_began_it_leaves_nothing_
     url = sa.make_url(database.admin_url)
     async with TcpProxy(url.host, url.port) as proxy:
         through_proxy = url.set(host=proxy.host, port=proxy.port)
-        served = make_engine(through_proxy.render_as_string(hide_password=False), pool_size=1)
+        served = make_engine(  # not pinged: no SELECT 1 waits behind the held replies
+            through_proxy.render_as_string(hide_password=False), pool_size=1, ping_after_idle=60
+        )
         sessions = make_sessions(served)
         try:
             async with sessions.begin() as session:  # the pool's one connection, opened
                 await session.execute(sa.text("SELECT 1"))
+                connection = await session.connection()
+                raw = (await connection.get_raw_connection()).dbapi_connection.driver_connection
 
             async def begin() -> None:
                 async with sessions.begin() as session:
                     await driver(session)
 
             proxy.hold_replies()
-            cancelled = asyncio.create_task(begin())
+            beginning = asyncio.create_task(begin())
             await eventually(lambda: backends_in_transaction(engine), message="BEGIN ran")
-            cancelled.cancel()
+            beginning.cancel()
             with pytest.raises(asyncio.CancelledError):
-                await cancelled
+                await beginning
+            assert raw.is_closed()  # at once, not left for the next checkout to find
             proxy.release_replies()
 
             async with sessions.begin() as session:
                 await session.execute(sa.text("INSERT INTO committed_mark VALUES (1)"))
             assert await committed_marks(engine) == 1
-            assert await backends_in_transaction(engine) == 0
+
+            async def none_left_open() -> bool:  # a closed connection's backend ends in its time
+                return await backends_in_transaction(engine) == 0
+
+            await eventually(none_left_open, message="no transaction left open")
         finally:
+            proxy.release_replies()  # nothing waits on a held answer while closing
             await served.dispose()
 
 
-async def test_a_connection_given_back_inside_a_transaction_is_not_handed_out_again(url):
+@pytest.mark.parametrize("by_whose_account", ["the server's", "asyncpg's"])
+async def test_a_connection_given_back_inside_a_transaction_is_not_handed_out_again(
+    url, by_whose_account
+):
     engine = make_engine(url, pool_size=1)
     try:
         async with engine.connect() as conn:
             raw = (await conn.get_raw_connection()).dbapi_connection.driver_connection
-            await raw.execute("BEGIN")  # behind SQLAlchemy's back: its reset cannot end it
+            # Behind SQLAlchemy's back, so its reset cannot end it.
+            if by_whose_account == "the server's":
+                await raw.execute("BEGIN")
+            else:  # a transaction asyncpg still counts as its own: the next would be a savepoint
+                await raw.transaction().start()
+                await raw.execute("ROLLBACK")
         async with engine.connect() as conn:
             raw_again = (await conn.get_raw_connection()).dbapi_connection.driver_connection
             assert raw_again is not raw

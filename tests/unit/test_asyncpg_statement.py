@@ -59,7 +59,7 @@ def test_a_parameter_left_out_is_an_error_not_a_null():
 
 
 def test_each_set_of_names_has_its_own_sql():
-    statement = AsyncpgStatement(sa.insert(things.c.id.table).inline().values(tag="x"))
+    statement = AsyncpgStatement(sa.insert(things).inline().values(tag="x"))
     short, _ = statement._bound({"id": uuid.uuid4(), "count": 1})
     longer, _ = statement._bound({"id": uuid.uuid4(), "count": 1, "name": "n"})
     assert "name" not in short and "name" in longer
