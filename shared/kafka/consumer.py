@@ -29,7 +29,7 @@ from shared.tracing import consuming
 
 log = structlog.get_logger(__name__)
 
-LEAVE_WITHIN = 10.0  # seconds for a client to stop and say goodbye to its group
+LEAVE_WITHIN = liveness.STOP_WITHIN  # for each step of a client's stop and goodbye to its group
 
 
 class KafkaConsumer:
@@ -92,8 +92,11 @@ class KafkaConsumer:
             await consumer.start()
         except BaseException:
             # A client that failed to start is still open; while the broker is down the
-            # supervisor tries again every round, and each try must not leave one behind.
-            await consumer.stop()
+            # supervisor tries again every round, and each try must not leave one behind. Its
+            # stop() may not end, even when cancelled (a restart that timed out while start()
+            # waited for an assignment its dead coordinator never brings): left as any member
+            # leaves, within LEAVE_WITHIN.
+            await _leave(consumer)
             raise
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(consumer), name=f"kafka-consumer:{self.group}")
@@ -351,23 +354,8 @@ async def _leave(consumer: AIOKafkaConsumer) -> None:
     known already (the crash).
     """
     liveness.forget_dead_metadata_task(consumer._client)
-    for step in (consumer.stop, lambda: liveness.stop_what_is_left(consumer)):
-        running = asyncio.ensure_future(step())
-        _leaving.add(running)
-        running.add_done_callback(_leaving.discard)
-        running.add_done_callback(_log_stop_error)
-        done, _ = await asyncio.wait({running}, timeout=LEAVE_WITHIN)
-        if not done:
-            running.cancel()
-            log.warning("kafka.client_stop_timed_out", after=LEAVE_WITHIN)
-
-
-_leaving: set[asyncio.Future] = set()  # steps of stopping a client, kept until they end
-
-
-def _log_stop_error(step: asyncio.Future) -> None:
-    if not step.cancelled() and (error := step.exception()) is not None:
-        log.info("kafka.client_stopped_with_error", error=repr(error))
+    await liveness.step_within(consumer.stop, LEAVE_WITHIN)
+    await liveness.step_within(lambda: liveness.stop_what_is_left(consumer), LEAVE_WITHIN)
 
 
 class ClientTaskEnded(Exception):

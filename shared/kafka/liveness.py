@@ -14,10 +14,16 @@ tests in tests/integration/test_readiness.py fail if they move.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.client import AIOKafkaClient
+
+log = structlog.get_logger(__name__)
+
+STOP_WITHIN = 10.0  # seconds for one step of stopping a client, before it is left behind
 
 
 def consumer_tasks(consumer: AIOKafkaConsumer) -> dict[str, asyncio.Task | None]:
@@ -57,11 +63,40 @@ async def stop_what_is_left(consumer: AIOKafkaConsumer) -> None:
     coordinator, fetcher, client = consumer._coordinator, consumer._fetcher, consumer._client
     forget_dead_metadata_task(client)
     parts = []
-    if coordinator is not None:
+    if coordinator is not None:  # none before start() got that far
         parts += [coordinator._stop_heartbeat_task, coordinator._stop_commit_offsets_refresh_task]
-    parts += [fetcher.close, client.close]
+    if fetcher is not None:
+        parts.append(fetcher.close)
+    parts.append(client.close)
     for stop in parts:
         with suppress(Exception):  # a part's old error; the next part is stopped all the same
             await stop()
-    for fetch in fetcher._pending_tasks:  # fetcher.close() re-raises a dead fetcher's error first
-        fetch.cancel()
+    if fetcher is not None:  # fetcher.close() re-raises a dead fetcher's error first
+        for fetch in fetcher._pending_tasks:
+            fetch.cancel()
+
+
+async def step_within(step: Callable[[], Awaitable[object]], seconds: float) -> None:
+    """Run one step of stopping a client as a task of its own, waited for at most `seconds`,
+    then cancelled and left behind (kept until it ends, its error logged).
+
+    A task of a broken client may not end when cancelled, and whatever awaits it directly
+    cannot be cancelled either: a restart or a send with a time limit would wait for ever.
+    """
+    running = asyncio.ensure_future(step())
+    _left_behind.add(running)
+    running.add_done_callback(_left_behind.discard)
+    running.add_done_callback(_log_stop_error)
+    done, _ = await asyncio.wait({running}, timeout=seconds)
+    if not done:
+        running.cancel()
+        log.warning("kafka.client_stop_timed_out", after=seconds)
+
+
+_left_behind: set[asyncio.Future] = set()  # steps of stopping a client, kept until they end
+
+
+def _log_stop_error(step: asyncio.Future) -> None:
+    # Mostly the old error of a task that died; the client is stopped all the same.
+    if not step.cancelled() and (error := step.exception()) is not None:
+        log.info("kafka.client_stopped_with_error", error=repr(error))

@@ -49,7 +49,9 @@ class RecordProducer:
         try:
             await producer.start()
         except BaseException:
-            await producer.stop()  # releases the half-open client
+            # Releases the half-open client; its stop() may not end, even when cancelled (a
+            # send's time limit ran out while start() waited for metadata that never comes).
+            await liveness.step_within(producer.stop, liveness.STOP_WITHIN)
             raise
         self._producer = producer
 
@@ -128,7 +130,4 @@ async def _close(producer: AIOKafkaProducer, timeout: float) -> None:
         # The broker is away: give up what is buffered, or stop() would wait for it for ever.
         producer._message_accumulator.fail_all(KafkaTimeoutError("producer stopped"))
     liveness.forget_dead_metadata_task(producer.client)
-    try:
-        await producer.stop()
-    except Exception as exc:  # a dead task's old error; nothing is left to deliver
-        log.info("kafka.producer_stopped_with_error", error=repr(exc))
+    await liveness.step_within(producer.stop, liveness.STOP_WITHIN)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 from aiokafka.client import ConnectionGroup
 from aiokafka.errors import KafkaConnectionError
 from fastapi import FastAPI
@@ -276,6 +278,53 @@ async def test_a_kafka_member_stuck_in_a_commit_whose_metadata_never_comes_is_re
     # The old client left nothing running: no heartbeat, no connection.
     assert client._coordinator._heartbeat_task is None
     assert not any(c.connected() for c in client._client._conns.values())
+    after = event()
+    await probe.publish("kafka", after)
+    await eventually(
+        lambda: after.id in probe.handler.handled, message="the restarted member handles"
+    )
+
+
+async def test_a_restart_whose_new_client_neither_joins_nor_stops_still_ends(probe, monkeypatch):
+    """A restart has a time limit. Its new client may wait in start() for an assignment that a
+    dead coordinator task never brings, and that client's stop() may not end even when
+    cancelled: the restart must end all the same, so that the next one can work."""
+    consumer = probe.consumer("kafka")
+    name = check_name(consumer)
+    restart = consumer.restart
+    may_restart = held_restarts(consumer, monkeypatch)  # the supervisor's, for afterwards
+    monkeypatch.setattr("shared.kafka.consumer.LEAVE_WITHIN", 1.0)
+    let_go = asyncio.Event()
+
+    class NeverJoins(AIOKafkaConsumer):
+        async def start(self) -> None:
+            await asyncio.Event().wait()
+
+        async def stop(self) -> None:  # deaf to cancel until let go
+            while not let_go.is_set():
+                with suppress(asyncio.CancelledError):
+                    await let_go.wait()
+            await super().stop()
+
+    monkeypatch.setattr("shared.kafka.consumer.AIOKafkaConsumer", NeverJoins)
+    await kill(consumer)
+
+    async def restart_within_its_limit() -> None:
+        async with asyncio.timeout(2):  # as the supervisor does, with a shorter limit
+            await restart()
+
+    attempt = asyncio.create_task(restart_within_its_limit())
+    try:
+        done, _ = await asyncio.wait({attempt}, timeout=30)
+        assert attempt in done, "the restart never ended"
+        assert isinstance(attempt.exception(), TimeoutError)
+    finally:
+        monkeypatch.setattr("shared.kafka.consumer.AIOKafkaConsumer", AIOKafkaConsumer)
+        let_go.set()  # the stops left behind end now
+        await asyncio.wait({attempt})
+
+    may_restart.set()
+    await eventually(probe.ready, timeout=30, message=f"{name} restarted and ready")
     after = event()
     await probe.publish("kafka", after)
     await eventually(
