@@ -93,6 +93,25 @@ class Probe:
     async def ready(self) -> bool:
         return (await self.readiness())[0] == 200
 
+    async def reported_dead(self, name: str) -> str:
+        """The check `name` once readiness reports it dead (the first 503s may name only the
+        dead connection)."""
+
+        async def dead() -> str | None:
+            _status, checks = await self.readiness()
+            return checks[name] if checks[name].startswith("ConsumerDead") else None
+
+        return await eventually(dead, timeout=10, message=f"{name} reported dead")
+
+    async def handles_again(self, broker: str, name: str) -> None:
+        """Ready again, and a message published now is handled: the consumer was restarted."""
+        await eventually(self.ready, timeout=30, message=f"{name} restarted and ready")
+        after = event()
+        await self.publish(broker, after)
+        await eventually(
+            lambda: after.id in self.handler.handled, message=f"the restarted {name} handles"
+        )
+
 
 def event(subject: str = "one-partition") -> Envelope:
     """A probe event; the same subject keeps Kafka records on one partition, in order."""
@@ -160,12 +179,7 @@ async def test_a_dead_consumer_is_503_until_the_supervisor_restarted_it(probe, b
     assert checks["database"] == checks["rabbitmq"] == checks["kafka"] == "ok"
 
     may_restart.set()
-    await eventually(probe.ready, timeout=30, message=f"{name} restarted and ready")
-    after = event()
-    await probe.publish(broker, after)
-    await eventually(
-        lambda: after.id in probe.handler.handled, message="the restarted consumer handles"
-    )
+    await probe.handles_again(broker, name)
 
 
 @pytest.mark.parametrize("broker", ["rabbit", "kafka"])
@@ -213,23 +227,14 @@ async def test_a_kafka_member_whose_fetcher_ended_is_restarted(probe, monkeypatc
     # The broker closed a fetch connection at the moment the fetcher wrote its next request.
     await eventually(fetcher.done, timeout=10, message="the fetcher wrote and died")
 
-    async def reported_dead() -> str | None:
-        _status, checks = await probe.readiness()  # the first 503s may name the dead connection
-        return checks[name] if checks[name].startswith("ConsumerDead") else None
-
-    why = await eventually(reported_dead, timeout=10, message=f"{name} reported dead")
+    why = await probe.reported_dead(name)
     # Seen broken by readiness, or crashed by it: whichever of the two came first.
     assert why.startswith(("ConsumerDead: its client is broken: ClientTaskEnded(",
                            "ConsumerDead: crashed: ClientTaskEnded("))  # fmt: skip
     assert "fetcher" in why and "RuntimeError" in why
 
     may_restart.set()
-    await eventually(probe.ready, timeout=30, message=f"{name} restarted and ready")
-    after = event()
-    await probe.publish("kafka", after)
-    await eventually(
-        lambda: after.id in probe.handler.handled, message="the restarted member handles"
-    )
+    await probe.handles_again("kafka", name)
 
 
 async def test_a_kafka_member_stuck_in_a_commit_whose_metadata_never_comes_is_restarted(
@@ -264,25 +269,16 @@ async def test_a_kafka_member_stuck_in_a_commit_whose_metadata_never_comes_is_re
     await eventually(lookup.locked, message="the commit looks for the coordinator")
     assert consumer._busy.locked()  # the batch is not over: its commit waits
 
-    async def reported_dead() -> str | None:
-        _status, checks = await probe.readiness()
-        return checks[name] if checks[name].startswith("ConsumerDead") else None
-
-    why = await eventually(reported_dead, timeout=10, message=f"{name} reported dead")
+    why = await probe.reported_dead(name)
     assert why.startswith("ConsumerDead: its client is broken: ClientTaskEnded(")
     assert "metadata" in why and "RuntimeError" in why
     assert not consumer._task.done()  # alive, and stuck in the commit
 
     may_restart.set()
-    await eventually(probe.ready, timeout=30, message=f"{name} restarted and ready")
+    await probe.handles_again("kafka", name)
     # The old client left nothing running: no heartbeat, no connection.
     assert client._coordinator._heartbeat_task is None
     assert not any(c.connected() for c in client._client._conns.values())
-    after = event()
-    await probe.publish("kafka", after)
-    await eventually(
-        lambda: after.id in probe.handler.handled, message="the restarted member handles"
-    )
 
 
 async def test_a_restart_whose_new_client_neither_joins_nor_stops_still_ends(probe, monkeypatch):
@@ -324,12 +320,7 @@ async def test_a_restart_whose_new_client_neither_joins_nor_stops_still_ends(pro
         await asyncio.wait({attempt})
 
     may_restart.set()
-    await eventually(probe.ready, timeout=30, message=f"{name} restarted and ready")
-    after = event()
-    await probe.publish("kafka", after)
-    await eventually(
-        lambda: after.id in probe.handler.handled, message="the restarted member handles"
-    )
+    await probe.handles_again("kafka", name)
 
 
 async def _no_coordinator_yet(*_args) -> int:
