@@ -123,11 +123,10 @@ class Pipeline:
     def __post_init__(self) -> None:
         self.roots = process_roots(self.fleet, self.endpoints)
 
-    async def phase(self, console: Console, *, orders: int, rate_per_s: float | None,
+    async def phase(self, console: Console, run: str, *, orders: int, rate_per_s: float | None,
                     concurrency: int) -> dict:  # fmt: skip
         """Post `orders`, wait until all are paid (or the timeout), and measure the phase."""
         posted = Posted()
-        run = "latency" if rate_per_s else "throughput"
         label = self.args.profile and f"{self.args.profile}-{run}"
         with profiling(self.fleet, label):
             return await self._phase(console, posted, orders, rate_per_s, concurrency)
@@ -190,12 +189,20 @@ async def measure(args, fleet: Fleet, endpoints, console: Console) -> dict:
         helpers = [asyncio.create_task(provider(fleet, commands, paid)),
                    asyncio.create_task(watch_paid(orders_events, paid))]  # fmt: skip
         try:
-            results = {"throughput": await pipeline.phase(
-                console, orders=args.orders, rate_per_s=None, concurrency=args.concurrency)}  # fmt: skip
+            results = {}
+            if args.warmup:
+                # Fresh servers spend their first seconds under load compiling (the Kafka JVM's
+                # JIT) and filling caches and pools: a cost of starting, not of an order.
+                results["warmup"] = await pipeline.phase(
+                    console, "warmup", orders=args.warmup, rate_per_s=None,
+                    concurrency=args.concurrency)  # fmt: skip
+            results["throughput"] = await pipeline.phase(
+                console, "throughput", orders=args.orders, rate_per_s=None,
+                concurrency=args.concurrency)  # fmt: skip
             if args.rate:
                 results["latency"] = await pipeline.phase(
-                    console, orders=args.rate_orders, rate_per_s=args.rate, concurrency=1024
-                )
+                    console, "latency", orders=args.rate_orders, rate_per_s=args.rate,
+                    concurrency=1024)  # fmt: skip
         finally:
             for task in helpers:
                 task.cancel()
@@ -257,6 +264,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=2000, help="orders in the throughput run")
     parser.add_argument("--concurrency", type=int, default=64, help="orders in flight there")
+    parser.add_argument("--warmup", type=int, default=1000, help="orders posted first, not "
+                        "measured (0: none)")  # fmt: skip
     parser.add_argument("--rate", type=float, default=100, help="offered orders/s in the latency "
                         "run (0: no latency run)")  # fmt: skip
     parser.add_argument("--rate-orders", type=int, default=1000, help="orders in the latency run")

@@ -9,7 +9,7 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 from switchyard.stack.endpoints import Endpoints
-from switchyard.stack.kafka_release import KAFKA_VERSION, broker_settings
+from switchyard.stack.kafka_release import JVM_OPTIONS, KAFKA_VERSION, broker_settings
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -55,7 +55,7 @@ def kafka_env() -> dict[str, str]:
     clash = broker.keys() & KAFKA_NODE_ENV.keys()
     if clash:  # the node's own settings are this path's; broker.properties must leave them alone
         raise ValueError(f"broker.properties sets what each path sets itself: {sorted(clash)}")
-    return {**KAFKA_NODE_ENV, **broker}
+    return {**KAFKA_NODE_ENV, **broker, "KAFKA_JVM_PERFORMANCE_OPTS": " ".join(JVM_OPTIONS)}
 
 
 def kafka_start_script(host: str, port: int) -> str:

@@ -10,6 +10,14 @@ KAFKA_VERSION = "4.4.0"
 
 BROKER_PROPERTIES = Path(__file__).parent / "kafka" / "broker.properties"
 
+# The JVM options of the local broker on every path (compose and testcontainers pass them as
+# KAFKA_JVM_PERFORMANCE_OPTS, which Kafka's start scripts read). G1 with short pauses, as Kafka's
+# own scripts run it, and the client compiler alone: a fresh broker's optimising compiler spent
+# half its CPU for over a minute under load (C2 threads, `make bench`), about 0.8 ms an order,
+# and a broker on a laptop or in a test run rarely lives long enough to earn that back.
+JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+               "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true")  # fmt: skip
+
 
 # A cluster of three keeps what production keeps: three copies of everything, and a write
 # acknowledged (acks=all) once two have it, so one node may die without losing any.

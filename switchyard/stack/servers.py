@@ -15,7 +15,7 @@ from pathlib import Path
 from switchyard.stack import system
 from switchyard.stack.daemon import Daemon
 from switchyard.stack.health import kafka_brokers
-from switchyard.stack.kafka_release import KAFKA_VERSION, broker_settings
+from switchyard.stack.kafka_release import JVM_OPTIONS, KAFKA_VERSION, broker_settings
 from switchyard.stack.processes import StackError, alive, as_user, chown_tree, kill, tail
 
 ADMIN_USER, ADMIN_PASSWORD = "switchyard", "switchyard"
@@ -255,9 +255,11 @@ class Kafka:
     def _java(self) -> list[str]:
         """The JVM command with the broker's jars, up to the main class."""
         jars = system.kafka_jars(KAFKA_VERSION)
-        # KAFKA_HEAP_OPTS, as Kafka's own scripts read it, overrides the heap we chose.
+        # KAFKA_HEAP_OPTS and KAFKA_JVM_PERFORMANCE_OPTS, as Kafka's own scripts read them,
+        # override the heap and the options we chose.
         heap = os.environ.get("KAFKA_HEAP_OPTS", "").split() or list(self.heap)
-        return [str(system.java()), *heap, *KAFKA_JVM_OPTIONS, "-cp", f"{jars}/*",
+        tuning = os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS", "").split() or list(JVM_OPTIONS)
+        return [str(system.java()), *heap, *tuning, "-cp", f"{jars}/*",
                 f"-Dlog4j2.configurationFile={KAFKA_LOG_CONFIG}"]  # fmt: skip
 
     def start(self, timeout: float = 90) -> None:
@@ -290,9 +292,6 @@ class Kafka:
         self.daemon.stop(timeout=30)  # SIGTERM: a controlled shutdown, logs closed clean
 
 
-# G1 with short pauses as Kafka's own scripts run it; the heap is each node's (Kafka.heap).
-KAFKA_JVM_OPTIONS = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError",
-                     "-Djava.awt.headless=true")  # fmt: skip
 KAFKA_LOG_CONFIG = Path(__file__).parent / "kafka" / "log4j2.properties"
 
 

@@ -15,7 +15,12 @@ import pytest
 import yaml
 
 from switchyard.stack import docker
-from switchyard.stack.kafka_release import BROKER_PROPERTIES, KAFKA_VERSION, broker_settings
+from switchyard.stack.kafka_release import (
+    BROKER_PROPERTIES,
+    JVM_OPTIONS,
+    KAFKA_VERSION,
+    broker_settings,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -72,6 +77,13 @@ def test_compose_environment_does_not_override_broker_properties():
     # The image appends its KAFKA_* variables to the mounted file, so a variable would win.
     overridden = {image_property(name) for name in compose_kafka_env()} & broker_settings().keys()
     assert not overridden
+
+
+def test_every_path_runs_the_broker_jvm_with_the_same_options():
+    # Kafka's start scripts in the image read KAFKA_JVM_PERFORMANCE_OPTS (never a server property).
+    options = " ".join(JVM_OPTIONS)
+    assert compose_kafka_env()["KAFKA_JVM_PERFORMANCE_OPTS"] == options
+    assert docker.kafka_env()["KAFKA_JVM_PERFORMANCE_OPTS"] == options
 
 
 def test_compose_keeps_kafka_data_in_its_volume():
