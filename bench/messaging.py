@@ -22,7 +22,7 @@ from rich.table import Table
 
 from bench.common import Stopwatch, percentiles, rate, save, servers
 from shared.channels import Channel
-from shared.db import make_engine, make_sessions
+from shared.db import make_engine
 from shared.envelope import new_envelope
 from shared.kafka import KafkaBus
 from shared.logging import configure_logging
@@ -103,7 +103,6 @@ async def relay_run(endpoints, table: sa.Table, n: int, *, spaced_ms: float | No
     writer's own transaction, which is not the relay's doing.
     """
     engine = make_engine(endpoints.database_url, pool_size=10)
-    sessions = make_sessions(engine)
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     rabbit, kafka = (
         RabbitBus(endpoints.amqp_url, prefix=prefix),
@@ -128,8 +127,8 @@ async def relay_run(endpoints, table: sa.Table, n: int, *, spaced_ms: float | No
         event = new_envelope(
             type="bench.happened", source="bench", subject=str(uuid.uuid4()), data={"i": i}
         )
-        async with sessions.begin() as session:
-            await add_to_outbox(session, table, channels[i % 2], event)
+        async with engine.begin() as tx:
+            await add_to_outbox(tx, table, channels[i % 2], event)
         committed[event.id] = time.time()
 
     try:

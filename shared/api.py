@@ -10,31 +10,31 @@ from typing import Annotated, Any, Generic, Self, TypeVar
 
 from fastapi import Depends, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import reading
 
 T = TypeVar("T")
 
 
-async def session(request: Request):
+async def transaction(request: Request):
     """One transaction per request: committed when the handler returns, rolled back if it raises."""
-    async with request.app.state.runtime.sessions.begin() as s:
-        yield s
+    async with request.app.state.runtime.engine.begin() as conn:
+        yield conn
 
 
 # scope="function": commit before the response is sent, so a 2xx means the change is stored
 # (and a failing commit is answered as an error, not after a success was already sent).
-SessionDep = Annotated[AsyncSession, Depends(session, scope="function")]
+TransactionDep = Annotated[AsyncConnection, Depends(transaction, scope="function")]
 
 
-async def read_session(request: Request):
-    """A session without a transaction, for a request answered by one query."""
-    async with reading(request.app.state.runtime.sessions) as s:
-        yield s
+async def read_only(request: Request):
+    """A connection without a transaction, for a request answered by one query."""
+    async with reading(request.app.state.runtime.engine) as conn:
+        yield conn
 
 
-ReadSessionDep = Annotated[AsyncSession, Depends(read_session, scope="function")]
+ReadDep = Annotated[AsyncConnection, Depends(read_only, scope="function")]
 
 
 def correlation_id(request: Request) -> str | None:

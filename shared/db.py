@@ -1,4 +1,4 @@
-"""Async SQLAlchemy engine and sessions for one service's schema."""
+"""Async SQLAlchemy engine and connections for one service's schema."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.util import await_only
@@ -92,28 +90,20 @@ def _pinger(after_idle: float):
     return ping
 
 
-def make_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
-
-
 @asynccontextmanager
-async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """A session for reads: each statement runs in its own implicit transaction.
+async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads: each statement runs in its own implicit transaction.
 
     One round trip per query instead of three (BEGIN, query, ROLLBACK). Two queries may see two
     different moments, so use it where one statement answers, or where that does not matter.
     """
-    async with sessions() as session:
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        yield session
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
 
 
-# In a session's `info`: (the session's transaction, the asyncpg connection it is on).
-_DRIVER_KEY = "shared.db.driver"
-
-
-async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connection:
-    """The asyncpg connection under a session or connection, inside its transaction.
+async def driver(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under `conn`, inside its transaction.
 
     For the few statements that run for every message (the inbox row, the outbox row, the
     relay's claim, each AsyncpgStatement): SQLAlchemy spends about 0.1 ms of CPU on a statement
@@ -121,16 +111,12 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
     same connection, in the same transaction. Their errors are asyncpg's own; the classifiers
     below read both kinds.
     """
-    if isinstance(transaction, AsyncSession):
-        # Found once per transaction of the session: each look costs two greenlet switches.
-        current = transaction.sync_session.get_transaction()
-        known_for, known = transaction.info.get(_DRIVER_KEY, (None, None))
-        if current is not None and known_for is current and known.is_in_transaction():
-            return known
-        connection = await transaction.connection()
+    sync = conn.sync_connection
+    if sync is None or sync.invalidated or sync.closed:
+        fairy = await conn.get_raw_connection()  # raises what SQLAlchemy raises for it
     else:
-        connection = transaction
-    adapted = (await connection.get_raw_connection()).dbapi_connection
+        fairy = sync.connection  # held for the connection's life: no await, no greenlet switch
+    adapted = fairy.dbapi_connection
     if adapted.isolation_level == "autocommit":
         return adapted.driver_connection
     if adapted._transaction is None:
@@ -154,11 +140,6 @@ async def driver(transaction: AsyncSession | AsyncConnection) -> asyncpg.Connect
         # The adapter believes in a transaction the server does not have (one of a connection
         # lost meanwhile, say): a row written now would commit on its own, apart from the rest.
         raise OutsideTransaction("the adapter's transaction is not open on the server")
-    if isinstance(transaction, AsyncSession):
-        transaction.info[_DRIVER_KEY] = (
-            transaction.sync_session.get_transaction(),
-            adapted.driver_connection,
-        )
     return adapted.driver_connection
 
 
@@ -168,13 +149,13 @@ class OutsideTransaction(ConnectionError):
 
 
 class AsyncpgStatement:
-    """A Core statement on every message's path, sent on the session's asyncpg connection.
+    """A Core statement on every message's path, sent on asyncpg under the SQLAlchemy connection.
 
     SQLAlchemy compiles it once per set of parameter names, to the SQL it would send itself; a
     call then costs asyncpg's share alone (see `driver`). What SQLAlchemy would do at each call
     instead is refused when compiling: converting values (JSON, enums, arrays), expanding IN
     lists, Python-side defaults, values computed by a callable. A parameter left out is an
-    error, as on the session. The rows come back as asyncpg's records, and the errors are
+    error, as through SQLAlchemy. The rows come back as asyncpg's records, and the errors are
     asyncpg's own (the classifiers below read them; `except sa.exc...` does not).
     """
 
@@ -183,13 +164,13 @@ class AsyncpgStatement:
         # Per set of parameter names: the SQL, and each positional value's name or literal.
         self._compiled: dict[tuple[str, ...], tuple[str, list[tuple[str, object]]]] = {}
 
-    async def execute(self, session: AsyncSession, **params: object) -> None:
+    async def execute(self, conn: AsyncConnection, **params: object) -> None:
         sql, values = self._bound(params)
-        await (await driver(session)).execute(sql, *values)
+        await (await driver(conn)).execute(sql, *values)
 
-    async def fetchrow(self, session: AsyncSession, **params: object) -> asyncpg.Record | None:
+    async def fetchrow(self, conn: AsyncConnection, **params: object) -> asyncpg.Record | None:
         sql, values = self._bound(params)
-        return await (await driver(session)).fetchrow(sql, *values)
+        return await (await driver(conn)).fetchrow(sql, *values)
 
     def _bound(self, params: dict[str, object]) -> tuple[str, list[object]]:
         names = tuple(params)
@@ -211,7 +192,7 @@ class AsyncpgStatement:
         )
         if per_call:
             raise TypeError(
-                f"with {names}, SQLAlchemy has work to do at each call: use the session"
+                f"with {names}, SQLAlchemy has work to do at each call: use conn.execute"
             )
         if missing := [n for n in compiled.positiontup if n not in names and binds[n].required]:
             raise TypeError(f"a value is required for {missing}")
@@ -228,11 +209,11 @@ def quoted(table: sa.Table) -> str:
 
 
 async def page_of(
-    session: AsyncSession, table: sa.Table, *where, offset: int, limit: int
+    conn: AsyncConnection, table: sa.Table, *where, offset: int, limit: int
 ) -> tuple[list[sa.Row], int]:
     """One page of `table`'s rows matching `where`, oldest first, and how many match in all."""
-    total = await session.scalar(sa.select(sa.func.count()).select_from(table).where(*where))
-    rows = await session.execute(
+    total = await conn.scalar(sa.select(sa.func.count()).select_from(table).where(*where))
+    rows = await conn.execute(
         sa.select(table)
         .where(*where)
         .order_by(table.c.created_at, table.c.id)

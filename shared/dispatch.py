@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import is_unavailable
 from shared.envelope import Envelope
@@ -15,7 +15,7 @@ from shared.inbox import InboxGuard
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
 
 
 class Dispatcher:
@@ -30,12 +30,12 @@ class Dispatcher:
         self,
         consumer: str,
         handlers: Mapping[str, Handler],
-        sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         inbox,
     ) -> None:
         self.consumer = consumer
         self.handlers = dict(handlers)
-        self._guarded = InboxGuard(sessions, inbox, consumer).wrap(self._apply)
+        self._guarded = InboxGuard(engine, inbox, consumer).wrap(self._apply)
 
     async def __call__(self, envelope: Envelope) -> None:
         if envelope.type not in self.handlers:
@@ -52,8 +52,8 @@ class Dispatcher:
         finally:
             structlog.contextvars.unbind_contextvars("correlation_id")
 
-    async def _apply(self, session: AsyncSession, envelope: Envelope) -> None:
+    async def _apply(self, conn: AsyncConnection, envelope: Envelope) -> None:
         try:
-            await self.handlers[envelope.type](session, envelope)
+            await self.handlers[envelope.type](conn, envelope)
         except ValidationError as exc:
             raise PermanentError(f"{envelope.type} payload rejected: {exc}") from exc

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import metrics
 from shared.db import driver, quoted
@@ -15,7 +15,7 @@ from shared.envelope import Envelope
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
 GuardedHandler = Callable[[Envelope], Awaitable[None]]
 
 
@@ -37,23 +37,21 @@ def inbox_table(metadata: sa.MetaData, schema: str) -> sa.Table:
 class InboxGuard:
     """Runs a handler at most once per message id for one consumer."""
 
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], table: sa.Table, consumer: str
-    ) -> None:
-        self._sessions = sessions
+    def __init__(self, engine: AsyncEngine, table: sa.Table, consumer: str) -> None:
+        self._engine = engine
         self._table = table
         self._consumer = consumer
 
     def wrap(self, handler: Handler) -> GuardedHandler:
-        """Turn `handler(session, envelope)` into `guarded(envelope)` for a transport.
+        """Turn `handler(conn, envelope)` into `guarded(envelope)` for a transport.
 
-        The handler works in the given session and must not commit: the guard commits its
+        The handler works in the given transaction and must not commit: the guard commits its
         effect together with the inbox row.
         """
 
         async def guarded(envelope: Envelope) -> None:
-            async with self._sessions.begin() as session:
-                if not await self._record(session, envelope):
+            async with self._engine.begin() as conn:
+                if not await self._record(conn, envelope):
                     log.info(
                         "duplicate skipped",
                         consumer=self._consumer,
@@ -62,9 +60,9 @@ class InboxGuard:
                     )
                     metrics.DUPLICATES_SKIPPED.labels(self._consumer).inc()
                     return  # the transport acks: the effect is already committed
-                # Same session, same transaction: the effect and the inbox row commit together,
+                # Same connection, same transaction: the effect and the inbox row commit together,
                 # and a handler that raises rolls both back so a redelivery is processed again.
-                await handler(session, envelope)
+                await handler(conn, envelope)
 
         guarded.__name__ = getattr(handler, "__name__", "guarded")
         guarded.__qualname__ = getattr(handler, "__qualname__", "guarded")
@@ -72,13 +70,13 @@ class InboxGuard:
 
     __call__ = wrap
 
-    async def _record(self, session: AsyncSession, envelope: Envelope) -> bool:
+    async def _record(self, conn: AsyncConnection, envelope: Envelope) -> bool:
         """Insert the inbox row; False when this consumer already has it.
 
         A concurrent delivery of the same id blocks on the primary key until the first
         transaction ends, then sees the row (duplicate) or, if that one rolled back, takes over.
         """
-        connection = await driver(session)  # on asyncpg directly: once per message
+        connection = await driver(conn)  # on asyncpg directly: once per message
         inserted = await connection.fetchval(
             _record_once(self._table), self._consumer, envelope.id, envelope.type
         )

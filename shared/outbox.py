@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.channels import Channel
 from shared.db import driver, quoted
@@ -57,7 +57,7 @@ def notify_channel(table: sa.Table) -> str:
 
 
 async def add_to_outbox(
-    session: AsyncSession,
+    conn: AsyncConnection,
     table: sa.Table,
     channel: Channel,
     envelope: Envelope,
@@ -72,7 +72,7 @@ async def add_to_outbox(
     consumers continue the trace of the request or message that owed it. Run on asyncpg
     directly, as every owed message comes through here (shared.db.driver).
     """
-    connection = await driver(session)
+    connection = await driver(conn)
     await connection.execute(
         _insert(table),
         envelope.id,
@@ -89,7 +89,7 @@ async def add_to_outbox(
 
 
 async def owe(
-    session: AsyncSession,
+    conn: AsyncConnection,
     table: sa.Table,
     message: Produced,
     *,
@@ -102,7 +102,7 @@ async def owe(
     envelope = message.envelope(
         caused_by=caused_by, correlation_id=correlation_id, causation_id=causation_id
     )
-    await add_to_outbox(session, table, message.CHANNEL, envelope)
+    await add_to_outbox(conn, table, message.CHANNEL, envelope)
     return envelope
 
 

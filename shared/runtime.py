@@ -7,9 +7,9 @@ import time
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import make_engine, make_sessions
+from shared.db import make_engine
 from shared.dead_letters.watch import DeadLetterWatch
 from shared.dispatch import Dispatcher
 from shared.kafka import GroupTimings, KafkaBus, KafkaConsumer
@@ -33,7 +33,6 @@ class Runtime:
             pool_timeout=settings.db_pool_timeout,
             statement_timeout_ms=settings.db_statement_timeout_ms,
         )
-        self.sessions: async_sessionmaker[AsyncSession] = make_sessions(self.engine)
         prefix = settings.broker_prefix
         self.rabbit = RabbitBus(settings.amqp_url, prefix=prefix)
         self.kafka = KafkaBus(
@@ -92,11 +91,11 @@ class Runtime:
     async def _start_consumers(self) -> None:
         w = self.wiring
         for sub in w.rabbit:
-            dispatcher = Dispatcher(sub.queue, sub.handlers, self.sessions, w.inbox)
+            dispatcher = Dispatcher(sub.queue, sub.handlers, self.engine, w.inbox)
             consumer = await self.rabbit.consume(sub.queue, dispatcher, retry=self.rabbit_retry)
             self.consumers.append(consumer)
         for sub in w.kafka:
-            dispatcher = Dispatcher(sub.group, sub.handlers, self.sessions, w.inbox)
+            dispatcher = Dispatcher(sub.group, sub.handlers, self.engine, w.inbox)
             consumer = await self.kafka.consume(
                 [sub.topic], sub.group, dispatcher, retry=self.kafka_retry
             )

@@ -22,10 +22,10 @@ from orders.domain import (
 from shared.api import (
     Page,
     PageDep,
-    ReadSessionDep,
+    ReadDep,
     RequestBody,
     Resource,
-    SessionDep,
+    TransactionDep,
     correlation_id,
     errors,
     token,
@@ -120,7 +120,7 @@ async def create_order(
     items = [Item(i.sku, i.quantity, i.unit_price_cents) for i in body.items]
     try:
         row, replayed = await handlers.place_order(
-            request.app.state.runtime.sessions,
+            request.app.state.runtime.engine,
             request.app.state.users,
             user_id=body.user_id,
             currency=body.currency,
@@ -140,18 +140,20 @@ async def create_order(
 
 
 @router.get("/{order_id}", response_model=OrderOut, responses=errors(MISSING))
-async def get_order(order_id: uuid.UUID, s: ReadSessionDep) -> OrderOut:
+async def get_order(order_id: uuid.UUID, conn: ReadDep) -> OrderOut:
     """One order."""
-    row = await db.fetch_order(s, order_id)
+    row = await db.fetch_order(conn, order_id)
     if row is None:
         raise _missing(order_id)
     return OrderOut.of(row)
 
 
 @router.get("", response_model=OrderPage, responses=errors())
-async def list_orders(s: SessionDep, asked: PageDep, user_id: uuid.UUID | None = None) -> OrderPage:
+async def list_orders(
+    conn: TransactionDep, asked: PageDep, user_id: uuid.UUID | None = None
+) -> OrderPage:
     """Orders, oldest first, of one user when `user_id` is given, a page at a time."""
-    rows, total = await db.list_orders(s, user_id, offset=asked.offset, limit=asked.limit)
+    rows, total = await db.list_orders(conn, user_id, offset=asked.offset, limit=asked.limit)
     return OrderPage.of([OrderOut.of(r) for r in rows], total=total, asked=asked)
 
 
@@ -162,10 +164,10 @@ async def list_orders(s: SessionDep, asked: PageDep, user_id: uuid.UUID | None =
         MISSING | {status.HTTP_409_CONFLICT: "The order is no longer pending_payment"}
     ),
 )
-async def cancel_order(order_id: uuid.UUID, s: SessionDep, request: Request) -> OrderOut:
+async def cancel_order(order_id: uuid.UUID, conn: TransactionDep, request: Request) -> OrderOut:
     """Cancel an order still waiting for its payment; 409 once it has moved on."""
     try:
-        row = await handlers.cancel_order(s, order_id, correlation_id=correlation_id(request))
+        row = await handlers.cancel_order(conn, order_id, correlation_id=correlation_id(request))
     except OrderNotFound as exc:
         raise _missing(order_id) from exc
     except NotCancellable as exc:

@@ -6,7 +6,7 @@ import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orders.domain import OrderStatus
 from shared.db import AsyncpgStatement, page_of, violated_constraint
@@ -93,38 +93,38 @@ _KEY = sa.select(idempotency_keys).where(idempotency_keys.c.key == sa.bindparam(
 _RECORD = AsyncpgStatement(sa.insert(order_history).inline())
 
 
-async def fetch_order(session: AsyncSession, order_id: uuid.UUID, *, lock: bool = False):
+async def fetch_order(conn: AsyncConnection, order_id: uuid.UUID, *, lock: bool = False):
     query = _ORDER_FOR_UPDATE if lock else _ORDER
-    return (await session.execute(query, {"order_id": order_id})).first()
+    return (await conn.execute(query, {"order_id": order_id})).first()
 
 
 async def update_order(
-    session: AsyncSession, order_id: uuid.UUID, *, refund_requested: bool = False, **changes
+    conn: AsyncConnection, order_id: uuid.UUID, *, refund_requested: bool = False, **changes
 ) -> sa.Row:
     """Write `changes` (and the moment a refund was asked for); returns the order as it is now."""
     statement = _UPDATE_ORDER
     if refund_requested:
         statement = statement.values(refund_requested_at=sa.func.now())
-    return (await session.execute(statement, {**changes, "target_id": order_id})).one()
+    return (await conn.execute(statement, {**changes, "target_id": order_id})).one()
 
 
-async def list_orders(session: AsyncSession, user_id: uuid.UUID | None, *, offset: int, limit: int):
+async def list_orders(conn: AsyncConnection, user_id: uuid.UUID | None, *, offset: int, limit: int):
     where = [] if user_id is None else [orders.c.user_id == user_id]
-    return await page_of(session, orders, *where, offset=offset, limit=limit)
+    return await page_of(conn, orders, *where, offset=offset, limit=limit)
 
 
-async def pending_orders_of(session: AsyncSession, user_id: uuid.UUID) -> list[sa.Row]:
+async def pending_orders_of(conn: AsyncConnection, user_id: uuid.UUID) -> list[sa.Row]:
     query = (
         sa.select(orders)
         .where(orders.c.user_id == user_id, orders.c.status == OrderStatus.PENDING_PAYMENT)
         .order_by(orders.c.created_at, orders.c.id)
         .with_for_update()
     )
-    return list(await session.execute(query))
+    return list(await conn.execute(query))
 
 
 async def insert_order(
-    session: AsyncSession, order_id, user_id, status, total, currency, items
+    conn: AsyncConnection, order_id, user_id, status, total, currency, items
 ) -> sa.Row:
     """Insert the order and return it as stored (defaults included), in one round trip."""
     row = {
@@ -135,18 +135,18 @@ async def insert_order(
         "currency": currency,
         "items": items,
     }
-    return (await session.execute(_INSERT_ORDER, row)).one()
+    return (await conn.execute(_INSERT_ORDER, row)).one()
 
 
-async def remember_key(session: AsyncSession, key: str, request_hash: str, order_id: uuid.UUID):
+async def remember_key(conn: AsyncConnection, key: str, request_hash: str, order_id: uuid.UUID):
     row = {"key": key, "request_hash": request_hash, "order_id": order_id}
-    await session.execute(_REMEMBER_KEY, row)
+    await conn.execute(_REMEMBER_KEY, row)
 
 
-async def find_key(session: AsyncSession, key: str) -> sa.Row | None:
-    return (await session.execute(_KEY, {"given_key": key})).first()
+async def find_key(conn: AsyncConnection, key: str) -> sa.Row | None:
+    return (await conn.execute(_KEY, {"given_key": key})).first()
 
 
-async def record(session: AsyncSession, order_id: uuid.UUID, event: str, outcome: str, **rest):
+async def record(conn: AsyncConnection, order_id: uuid.UUID, event: str, outcome: str, **rest):
     """One line of the order's history."""
-    await _RECORD.execute(session, order_id=order_id, event=event, outcome=outcome, **rest)
+    await _RECORD.execute(conn, order_id=order_id, event=event, outcome=outcome, **rest)

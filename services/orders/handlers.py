@@ -9,7 +9,7 @@ from typing import Protocol
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orders import db
 from orders.domain import (
@@ -61,7 +61,7 @@ class UserDirectory(Protocol):
 
 
 async def place_order(
-    sessions: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
     users: UserDirectory,
     *,
     user_id: uuid.UUID,
@@ -75,52 +75,52 @@ async def place_order(
     Users is asked before any transaction opens, so no connection waits on another service.
     """
     request_hash = fingerprint(user_id, currency, items)
-    if idempotency_key and (earlier := await _earlier(sessions, idempotency_key, request_hash)):
+    if idempotency_key and (earlier := await _earlier(engine, idempotency_key, request_hash)):
         return earlier, True
     await users.ensure_exists(user_id, correlation_id)
     try:
-        async with sessions.begin() as session:
-            order = await _store(session, user_id, currency, items, correlation_id)
+        async with engine.begin() as conn:
+            order = await _store(conn, user_id, currency, items, correlation_id)
             if idempotency_key:
-                await db.remember_key(session, idempotency_key, request_hash, order.id)
+                await db.remember_key(conn, idempotency_key, request_hash, order.id)
     except sa.exc.IntegrityError as exc:
         # A concurrent request with the same key committed first; this one rolled back whole.
         if not (idempotency_key and db.is_key_clash(exc)):
             raise
-        return await _earlier(sessions, idempotency_key, request_hash), True
+        return await _earlier(engine, idempotency_key, request_hash), True
     return order, False
 
 
-async def _earlier(sessions, key: str, request_hash: str) -> sa.Row | None:
+async def _earlier(engine, key: str, request_hash: str) -> sa.Row | None:
     # Outside a transaction: the key's order was committed with it, so two reads are enough.
-    async with reading(sessions) as session:
-        stored = await db.find_key(session, key)
+    async with reading(engine) as conn:
+        stored = await db.find_key(conn, key)
         if stored is None:
             return None
         if stored.request_hash != request_hash:
             raise IdempotencyKeyReused(key)
-        return await db.fetch_order(session, stored.order_id)
+        return await db.fetch_order(conn, stored.order_id)
 
 
-async def _store(session, user_id, currency, items, correlation_id) -> sa.Row:
+async def _store(conn, user_id, currency, items, correlation_id) -> sa.Row:
     order_id, total, lines = uuid.uuid4(), total_cents(items), [asdict(i) for i in items]
     status = OrderStatus.PENDING_PAYMENT
-    order = await db.insert_order(session, order_id, user_id, status, total, currency, lines)
-    await db.record(session, order_id, "placed", Outcome.APPLIED, to_status=status)
+    order = await db.insert_order(conn, order_id, user_id, status, total, currency, lines)
+    await db.record(conn, order_id, "placed", Outcome.APPLIED, to_status=status)
     created = OrderCreated(
         order_id=order_id, user_id=user_id, total_cents=total, currency=currency, items=lines
     )
     # payment.requested is caused by order.created: one correlation id from here to payments.
-    cause = await owe(session, db.outbox, created, correlation_id=correlation_id)
+    cause = await owe(conn, db.outbox, created, correlation_id=correlation_id)
     requested = PaymentRequested(
         order_id=order_id, user_id=user_id, amount_cents=total, currency=currency
     )
-    await owe(session, db.outbox, requested, caused_by=cause)
+    await owe(conn, db.outbox, requested, caused_by=cause)
     return order
 
 
 async def _happened(
-    session: AsyncSession,
+    conn: AsyncConnection,
     order_id: uuid.UUID,
     event: Event,
     *,
@@ -132,24 +132,24 @@ async def _happened(
     Returns the order as it is now and the decision; None for an order that does not exist.
     """
     message_id = caused_by.id if caused_by else None
-    order = await db.fetch_order(session, order_id, lock=True)
+    order = await db.fetch_order(conn, order_id, lock=True)
     if order is None:
-        await db.record(session, order_id, event.trigger, "unknown_order", message_id=message_id)
+        await db.record(conn, order_id, event.trigger, "unknown_order", message_id=message_id)
         log.warning("event for unknown order recorded and ignored",
                     order_id=str(order_id), trigger=str(event.trigger))  # fmt: skip
         return None
     before = OrderStatus(order.status)
     decision = decide(Order(before, order.refund_requested_at is not None), event)
     if decision.writes:
-        order = await db.update_order(session, order_id, status=decision.status, **decision.changes)
-    await db.record(session, order_id, event.trigger, decision.outcome, message_id=message_id,
+        order = await db.update_order(conn, order_id, status=decision.status, **decision.changes)
+    await db.record(conn, order_id, event.trigger, decision.outcome, message_id=message_id,
                     from_status=before, to_status=decision.status)  # fmt: skip
     log_line = log.warning if decision.outcome is Outcome.IGNORED else log.info
     log_line(f"order event {decision.outcome}", order_id=str(order_id), trigger=str(event.trigger),
              message_id=message_id, status=before, new_status=decision.status)  # fmt: skip
     if decision.owes is not None:
         message = _message(decision.owes, order)
-        await owe(session, db.outbox, message, caused_by=caused_by, correlation_id=correlation_id)
+        await owe(conn, db.outbox, message, caused_by=caused_by, correlation_id=correlation_id)
     return order, decision
 
 
@@ -167,11 +167,11 @@ def _message(owes: Owed, order: sa.Row) -> OrderMessage:
 
 
 async def cancel_order(
-    session: AsyncSession, order_id: uuid.UUID, *, correlation_id: str | None = None
+    conn: AsyncConnection, order_id: uuid.UUID, *, correlation_id: str | None = None
 ) -> sa.Row:
     """Cancel an order still waiting for its payment; NotCancellable otherwise."""
     cancel = Event(Trigger.CANCEL, reason=CANCELLED_ON_REQUEST)
-    happened = await _happened(session, order_id, cancel, correlation_id=correlation_id)
+    happened = await _happened(conn, order_id, cancel, correlation_id=correlation_id)
     if happened is None:
         raise OrderNotFound(order_id)
     order, decision = happened
@@ -180,32 +180,32 @@ async def cancel_order(
     return order
 
 
-async def on_payment_succeeded(session: AsyncSession, envelope: Envelope) -> None:
+async def on_payment_succeeded(conn: AsyncConnection, envelope: Envelope) -> None:
     """Paid; or, for an order cancelled meanwhile, ask payments to give the money back."""
     paid = PaymentSucceeded.model_validate(envelope.data)
     event = Event(Trigger.PAYMENT_SUCCEEDED, payment_id=paid.payment_id)
-    await _happened(session, paid.order_id, event, caused_by=envelope)
+    await _happened(conn, paid.order_id, event, caused_by=envelope)
 
 
-async def on_payment_failed(session: AsyncSession, envelope: Envelope) -> None:
+async def on_payment_failed(conn: AsyncConnection, envelope: Envelope) -> None:
     """The payment failed: the order is over, and says why."""
     failed = PaymentFailed.model_validate(envelope.data)
     event = Event(Trigger.PAYMENT_FAILED, reason=failed.reason)
-    await _happened(session, failed.order_id, event, caused_by=envelope)
+    await _happened(conn, failed.order_id, event, caused_by=envelope)
 
 
-async def on_payment_refunded(session: AsyncSession, envelope: Envelope) -> None:
+async def on_payment_refunded(conn: AsyncConnection, envelope: Envelope) -> None:
     """A paid order was refunded; a cancelled one whose refund completed stays cancelled."""
     refunded = PaymentRefunded.model_validate(envelope.data)
-    await _happened(session, refunded.order_id, Event(Trigger.PAYMENT_REFUNDED), caused_by=envelope)
+    await _happened(conn, refunded.order_id, Event(Trigger.PAYMENT_REFUNDED), caused_by=envelope)
 
 
-async def on_user_deleted(session: AsyncSession, envelope: Envelope) -> None:
+async def on_user_deleted(conn: AsyncConnection, envelope: Envelope) -> None:
     """A deleted user's orders still waiting for payment are cancelled."""
     deleted = UserDeleted.model_validate(envelope.data)
     cancel = Event(Trigger.CANCEL, reason=USER_DELETED)
-    for order in await db.pending_orders_of(session, deleted.user_id):
-        await _happened(session, order.id, cancel, caused_by=envelope)
+    for order in await db.pending_orders_of(conn, deleted.user_id):
+        await _happened(conn, order.id, cancel, caused_by=envelope)
 
 
 # Every message orders consumes, and what it does with it.

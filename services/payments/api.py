@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from payments import db
 from payments.domain import PaymentStatus
-from shared.api import Page, PageDep, ReadSessionDep, Resource, SessionDep, errors
+from shared.api import Page, PageDep, ReadDep, Resource, TransactionDep, errors
 
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
 
@@ -35,9 +35,9 @@ PaymentPage = Page[PaymentOut]
     response_model=PaymentOut,
     responses=errors({status.HTTP_404_NOT_FOUND: "No such payment"}),
 )
-async def get_payment(payment_id: uuid.UUID, s: ReadSessionDep) -> PaymentOut:
+async def get_payment(payment_id: uuid.UUID, conn: ReadDep) -> PaymentOut:
     """One payment and its status."""
-    row = await db.fetch_payment(s, payment_id)
+    row = await db.fetch_payment(conn, payment_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"payment {payment_id} not found")
     return PaymentOut.of(row)
@@ -45,10 +45,10 @@ async def get_payment(payment_id: uuid.UUID, s: ReadSessionDep) -> PaymentOut:
 
 @router.get("", response_model=PaymentPage, responses=errors())
 async def list_payments(
-    s: SessionDep, asked: PageDep, order_id: uuid.UUID | None = None
+    conn: TransactionDep, asked: PageDep, order_id: uuid.UUID | None = None
 ) -> PaymentPage:
     """Payments, oldest first, a page at a time; `order_id` gives that order's payment."""
     rows, total = await db.list_payments(
-        s, order_id=order_id, offset=asked.offset, limit=asked.limit
+        conn, order_id=order_id, offset=asked.offset, limit=asked.limit
     )
     return PaymentPage.of([PaymentOut.of(r) for r in rows], total=total, asked=asked)

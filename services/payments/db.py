@@ -6,7 +6,7 @@ import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import AsyncpgStatement, page_of
 from shared.inbox import inbox_table
@@ -113,54 +113,54 @@ _SETTLE_WEBHOOK = AsyncpgStatement(
 )
 
 
-async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> None:
+async def lock_order(conn: AsyncConnection, order_id: uuid.UUID) -> None:
     """Serialise everything that touches one order's payment until the transaction ends.
 
     Without it, a webhook and the command for the same order could each miss the other's
     uncommitted row: the webhook kept pending for a payment that already exists.
     """
-    await _LOCK_ORDER.execute(session, order_key=str(order_id))
+    await _LOCK_ORDER.execute(conn, order_key=str(order_id))
 
 
-async def insert_payment(session: AsyncSession, **values) -> sa.Row | None:
+async def insert_payment(conn: AsyncConnection, **values) -> sa.Row | None:
     """The new payment, or None if the order already has one."""
-    return (await session.execute(_INSERT_PAYMENT, values)).first()
+    return (await conn.execute(_INSERT_PAYMENT, values)).first()
 
 
-async def payment_for_order(session: AsyncSession, order_id: uuid.UUID) -> sa.Row | None:
-    return (await session.execute(_PAYMENT_FOR_ORDER, {"order_id": order_id})).first()
+async def payment_for_order(conn: AsyncConnection, order_id: uuid.UUID) -> sa.Row | None:
+    return (await conn.execute(_PAYMENT_FOR_ORDER, {"order_id": order_id})).first()
 
 
-async def fetch_payment(session: AsyncSession, payment_id: uuid.UUID) -> sa.Row | None:
-    return (await session.execute(_PAYMENT, {"payment_id": payment_id})).first()
+async def fetch_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> sa.Row | None:
+    return (await conn.execute(_PAYMENT, {"payment_id": payment_id})).first()
 
 
 async def list_payments(
-    session: AsyncSession, *, order_id: uuid.UUID | None, offset: int, limit: int
+    conn: AsyncConnection, *, order_id: uuid.UUID | None, offset: int, limit: int
 ) -> tuple[list[sa.Row], int]:
     where = [payments.c.order_id == order_id] if order_id is not None else []
-    return await page_of(session, payments, *where, offset=offset, limit=limit)
+    return await page_of(conn, payments, *where, offset=offset, limit=limit)
 
 
-async def update_payment(session: AsyncSession, payment_id: uuid.UUID, **values) -> sa.Row:
-    return (await session.execute(_UPDATE_PAYMENT, {**values, "target_id": payment_id})).one()
+async def update_payment(conn: AsyncConnection, payment_id: uuid.UUID, **values) -> sa.Row:
+    return (await conn.execute(_UPDATE_PAYMENT, {**values, "target_id": payment_id})).one()
 
 
-async def record_webhook(session: AsyncSession, **values) -> bool:
+async def record_webhook(conn: AsyncConnection, **values) -> bool:
     """Store a webhook to apply once its payment exists; False if its webhook-id was stored before."""
-    return await _RECORD_PENDING_WEBHOOK.fetchrow(session, **values) is not None
+    return await _RECORD_PENDING_WEBHOOK.fetchrow(conn, **values) is not None
 
 
-async def record_settled_webhook(session: AsyncSession, **values) -> bool:
+async def record_settled_webhook(conn: AsyncConnection, **values) -> bool:
     """Store a webhook as already applied or ignored (`state`, `outcome`); False if its
     webhook-id was stored before."""
-    return await _RECORD_SETTLED_WEBHOOK.fetchrow(session, **values) is not None
+    return await _RECORD_SETTLED_WEBHOOK.fetchrow(conn, **values) is not None
 
 
-async def pending_webhooks(session: AsyncSession, order_id: uuid.UUID) -> list[sa.Row]:
+async def pending_webhooks(conn: AsyncConnection, order_id: uuid.UUID) -> list[sa.Row]:
     """Webhooks that arrived before the order's payment existed, in the order received."""
-    return list(await session.execute(_PENDING_WEBHOOKS, {"order_id": order_id}))
+    return list(await conn.execute(_PENDING_WEBHOOKS, {"order_id": order_id}))
 
 
-async def settle_webhook(session: AsyncSession, webhook_id: str, state: str, outcome: str) -> None:
-    await _SETTLE_WEBHOOK.execute(session, target_id=webhook_id, state=state, outcome=outcome)
+async def settle_webhook(conn: AsyncConnection, webhook_id: str, state: str, outcome: str) -> None:
+    await _SETTLE_WEBHOOK.execute(conn, target_id=webhook_id, state=state, outcome=outcome)

@@ -8,7 +8,7 @@ from typing import Literal
 import sqlalchemy as sa
 import structlog
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments import db
 from payments.domain import (
@@ -61,7 +61,7 @@ def _message(decision: Decision, payment: sa.Row) -> PaymentMessage:
 
 
 async def _apply(
-    session: AsyncSession,
+    conn: AsyncConnection,
     payment: sa.Row,
     decision: Decision,
     webhook_id: str,
@@ -77,20 +77,20 @@ async def _apply(
         log.info("webhook ignored", webhook_id=webhook_id, reason=decision.note)
         return payment
     payment = await db.update_payment(
-        session, payment.id, status=decision.status.value, **decision.changes
+        conn, payment.id, status=decision.status.value, **decision.changes
     )
     if decision.owes is not None:
-        await owe(session, db.outbox, _message(decision, payment), caused_by=command,
+        await owe(conn, db.outbox, _message(decision, payment), caused_by=command,
                   correlation_id=payment.correlation_id, causation_id=webhook_id)  # fmt: skip
     return payment
 
 
-async def request_payment(session: AsyncSession, envelope: Envelope) -> None:
+async def request_payment(conn: AsyncConnection, envelope: Envelope) -> None:
     """Create the order's payment, then apply any webhook that arrived before this command."""
     command = PaymentRequested.model_validate(envelope.data)
-    await db.lock_order(session, command.order_id)
+    await db.lock_order(conn, command.order_id)
     payment = await db.insert_payment(
-        session,
+        conn,
         id=uuid.uuid4(),
         order_id=command.order_id,
         user_id=command.user_id,
@@ -103,23 +103,23 @@ async def request_payment(session: AsyncSession, envelope: Envelope) -> None:
     if payment is None:
         log.info("payment already requested", order_id=str(command.order_id), id=envelope.id)
         return
-    for webhook in await db.pending_webhooks(session, command.order_id):
+    for webhook in await db.pending_webhooks(conn, command.order_id):
         try:
             event = ProviderEvent.model_validate_json(webhook.body)
         except ValidationError as exc:
             # Accepted by an older version of this model: settle it, never park the command.
-            await db.settle_webhook(session, webhook.webhook_id, "ignored", f"unreadable: {exc}")
+            await db.settle_webhook(conn, webhook.webhook_id, "ignored", f"unreadable: {exc}")
             continue
         decision = on_provider_report(_payment(payment), _report(event))
-        payment = await _apply(session, payment, decision, webhook.webhook_id, command=envelope)
-        await db.settle_webhook(session, webhook.webhook_id, decision.outcome, decision.note)
+        payment = await _apply(conn, payment, decision, webhook.webhook_id, command=envelope)
+        await db.settle_webhook(conn, webhook.webhook_id, decision.outcome, decision.note)
 
 
-async def request_refund(session: AsyncSession, envelope: Envelope) -> None:
+async def request_refund(conn: AsyncConnection, envelope: Envelope) -> None:
     """A succeeded payment waits for the provider's refund; anything else is recorded and ignored."""
     command = RefundRequested.model_validate(envelope.data)
-    await db.lock_order(session, command.order_id)
-    payment = await db.payment_for_order(session, command.order_id)
+    await db.lock_order(conn, command.order_id)
+    payment = await db.payment_for_order(conn, command.order_id)
     if payment is None:
         log.warning("refund requested for an order without payment", order_id=str(command.order_id))
         return
@@ -127,29 +127,29 @@ async def request_refund(session: AsyncSession, envelope: Envelope) -> None:
     if decision.ignored:
         log.info("refund request ignored", order_id=str(command.order_id), reason=decision.note)
         return
-    await db.update_payment(session, payment.id, status=decision.status.value)
+    await db.update_payment(conn, payment.id, status=decision.status.value)
 
 
 async def receive_webhook(
-    session: AsyncSession, webhook_id: str, event: ProviderEvent, body: bytes
+    conn: AsyncConnection, webhook_id: str, event: ProviderEvent, body: bytes
 ) -> WebhookOutcome:
     """Store a verified webhook once and apply it, or keep it until its payment is requested."""
     order_id = event.data.order_id
-    await db.lock_order(session, order_id)
+    await db.lock_order(conn, order_id)
     webhook = {"webhook_id": webhook_id, "type": event.type, "order_id": order_id,
               "body": body.decode()}  # fmt: skip
-    payment = await db.payment_for_order(session, order_id)
+    payment = await db.payment_for_order(conn, order_id)
     if payment is None:
-        return "pending" if await db.record_webhook(session, **webhook) else "duplicate"
+        return "pending" if await db.record_webhook(conn, **webhook) else "duplicate"
     decision = on_provider_report(_payment(payment), _report(event))
     # Stored in its final state, before anything else is written: a repeated webhook-id stops here.
     if not await db.record_settled_webhook(
-        session, **webhook, state=decision.outcome, outcome=decision.note
+        conn, **webhook, state=decision.outcome, outcome=decision.note
     ):
         return "duplicate"
     # The provider sends no trace context: what the webhook causes joins the order's trace.
     with resumed(payment.trace_context, "payment webhook applied"):
-        await _apply(session, payment, decision, webhook_id)
+        await _apply(conn, payment, decision, webhook_id)
     return decision.outcome
 
 

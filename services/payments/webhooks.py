@@ -96,8 +96,8 @@ async def receive_psp_webhook(request: Request, response: Response) -> WebhookRe
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         raise _error(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid", errors) from None
     try:
-        async with request.app.state.runtime.sessions.begin() as session:
-            outcome = await handlers.receive_webhook(session, webhook_id, event, body)
+        async with request.app.state.runtime.engine.begin() as conn:
+            outcome = await handlers.receive_webhook(conn, webhook_id, event, body)
     except Exception as exc:
         if not is_retry_later(exc):
             raise  # a bug of ours: the app answers 500 and logs it

@@ -13,9 +13,9 @@ from pydantic import BaseModel, EmailStr, Field
 from shared.api import (
     Page,
     PageDep,
-    ReadSessionDep,
+    ReadDep,
     RequestBody,
-    SessionDep,
+    TransactionDep,
     correlation_id,
     errors,
     visible_text,
@@ -103,12 +103,12 @@ MISSING = {status.HTTP_404_NOT_FOUND: "No such user"}
     responses=errors(CONFLICT, body=True),
 )
 async def create_user(
-    body: UserCreate, s: SessionDep, request: Request, response: Response
+    body: UserCreate, conn: TransactionDep, request: Request, response: Response
 ) -> UserOut:
     """Register a user; 409 if the email is taken (in any letter case)."""
     try:
         row = await handlers.register_user(
-            s, email=body.email, name=body.name, correlation_id=correlation_id(request)
+            conn, email=body.email, name=body.name, correlation_id=correlation_id(request)
         )
     except EmailTaken as exc:
         raise _conflict(exc) from exc
@@ -117,30 +117,30 @@ async def create_user(
 
 
 @router.get("/{user_id}", response_model=UserOut, responses=errors(MISSING))
-async def get_user(user_id: uuid.UUID, s: ReadSessionDep) -> UserOut:
+async def get_user(user_id: uuid.UUID, conn: ReadDep) -> UserOut:
     """One user with their lifetime order stats."""
-    row = await db.fetch_user(s, user_id)
+    row = await db.fetch_user(conn, user_id)
     if row is None:
         raise _missing(user_id)
     return UserOut.of(row)
 
 
 @router.get("", response_model=UserPage, responses=errors())
-async def list_users(s: SessionDep, asked: PageDep) -> UserPage:
+async def list_users(conn: TransactionDep, asked: PageDep) -> UserPage:
     """Users, oldest first, a page at a time; a page past the last is empty."""
-    rows, total = await db.list_users(s, offset=asked.offset, limit=asked.limit)
+    rows, total = await db.list_users(conn, offset=asked.offset, limit=asked.limit)
     return UserPage.of([UserOut.of(r) for r in rows], total=total, asked=asked)
 
 
 @router.patch("/{user_id}", response_model=UserOut, responses=errors(MISSING | CONFLICT, body=True))
 async def patch_user(
-    user_id: uuid.UUID, body: UserPatch, s: SessionDep, request: Request
+    user_id: uuid.UUID, body: UserPatch, conn: TransactionDep, request: Request
 ) -> UserOut:
     """Change email and/or name; 409 if the new email is taken; nothing to change emits no event."""
     changes = body.model_dump(exclude_unset=True)
     try:
         row = await handlers.update_user(
-            s, user_id, changes, correlation_id=correlation_id(request)
+            conn, user_id, changes, correlation_id=correlation_id(request)
         )
     except UserNotFound as exc:
         raise _missing(user_id) from exc
@@ -150,10 +150,10 @@ async def patch_user(
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(MISSING))
-async def delete_user(user_id: uuid.UUID, s: SessionDep, request: Request) -> Response:
+async def delete_user(user_id: uuid.UUID, conn: TransactionDep, request: Request) -> Response:
     """Delete a user; afterwards GET answers 404."""
     try:
-        await handlers.delete_user(s, user_id, correlation_id=correlation_id(request))
+        await handlers.delete_user(conn, user_id, correlation_id=correlation_id(request))
     except UserNotFound as exc:
         raise _missing(user_id) from exc
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,7 +6,7 @@ import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import AsyncpgStatement, page_of, violated_constraint
 from shared.inbox import inbox_table
@@ -56,18 +56,18 @@ _ADD_TO_STATS = AsyncpgStatement(
 
 
 async def fetch_user(
-    session: AsyncSession, user_id: uuid.UUID, *, for_update: bool = False
+    conn: AsyncConnection, user_id: uuid.UUID, *, for_update: bool = False
 ) -> sa.Row | None:
     query = _USER_FOR_UPDATE if for_update else _USER
-    return (await session.execute(query, {"user_id": user_id})).first()
+    return (await conn.execute(query, {"user_id": user_id})).first()
 
 
-async def list_users(session: AsyncSession, *, offset: int, limit: int) -> tuple[list[sa.Row], int]:
-    return await page_of(session, users, offset=offset, limit=limit)
+async def list_users(conn: AsyncConnection, *, offset: int, limit: int) -> tuple[list[sa.Row], int]:
+    return await page_of(conn, users, offset=offset, limit=limit)
 
 
 async def insert_user(
-    session: AsyncSession, *, user_id: uuid.UUID, email: str, name: str
+    conn: AsyncConnection, *, user_id: uuid.UUID, email: str, name: str
 ) -> sa.Row:
     """Insert a user; EmailTaken if the email exists in any letter case.
 
@@ -80,13 +80,13 @@ async def insert_user(
         .on_conflict_do_nothing(index_elements=[sa.func.lower(users.c.email)])
         .returning(users)
     )
-    row = (await session.execute(statement)).first()
+    row = (await conn.execute(statement)).first()
     if row is None:
         raise EmailTaken(email)
     return row
 
 
-async def update_user(session: AsyncSession, user_id: uuid.UUID, changes: dict) -> sa.Row:
+async def update_user(conn: AsyncConnection, user_id: uuid.UUID, changes: dict) -> sa.Row:
     """Apply `changes` to an existing user; EmailTaken if the new email belongs to another user."""
     statement = (
         sa.update(users)
@@ -95,8 +95,8 @@ async def update_user(session: AsyncSession, user_id: uuid.UUID, changes: dict) 
         .returning(users)
     )
     try:
-        async with session.begin_nested():  # a clash rolls back to here, not the whole request
-            row = (await session.execute(statement)).first()
+        async with conn.begin_nested():  # a clash rolls back to here, not the whole request
+            row = (await conn.execute(statement)).first()
     except sa.exc.IntegrityError as exc:
         if violated_constraint(exc) == EMAIL_KEY:
             raise EmailTaken(changes["email"]) from exc
@@ -106,23 +106,23 @@ async def update_user(session: AsyncSession, user_id: uuid.UUID, changes: dict) 
     return row
 
 
-async def delete_user(session: AsyncSession, user_id: uuid.UUID) -> None:
-    deleted = await session.execute(
+async def delete_user(conn: AsyncConnection, user_id: uuid.UUID) -> None:
+    deleted = await conn.execute(
         sa.delete(users).where(users.c.id == user_id).returning(users.c.id)
     )
     if deleted.first() is None:
         raise UserNotFound(user_id)
 
 
-async def add_to_stats(session: AsyncSession, user_id: uuid.UUID, orders: int, cents: int) -> None:
+async def add_to_stats(conn: AsyncConnection, user_id: uuid.UUID, orders: int, cents: int) -> None:
     """Add to (or, negative, take from) a user's stats in one atomic statement.
 
     UserNotFound if there is no such user; StatsUnderflow if the result would be negative.
     """
-    updated = await _ADD_TO_STATS.fetchrow(session, user_id=user_id, orders=orders, cents=cents)
+    updated = await _ADD_TO_STATS.fetchrow(conn, user_id=user_id, orders=orders, cents=cents)
     if updated is None:
         # Checked in the database rather than by catching the CHECK violation: an error would
         # abort the whole transaction, inbox row included.
-        if await fetch_user(session, user_id) is None:
+        if await fetch_user(conn, user_id) is None:
             raise UserNotFound(user_id)
         raise StatsUnderflow(user_id)

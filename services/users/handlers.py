@@ -10,7 +10,7 @@ import uuid
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.envelope import Envelope
 from shared.errors import PermanentError
@@ -24,17 +24,17 @@ log = structlog.get_logger(__name__)
 
 
 async def register_user(
-    session: AsyncSession, *, email: str, name: str, correlation_id: str | None = None
+    conn: AsyncConnection, *, email: str, name: str, correlation_id: str | None = None
 ) -> sa.Row:
     """Create a user and owe `user.registered`; a taken email (any case) raises EmailTaken."""
-    user = await db.insert_user(session, user_id=uuid.uuid4(), email=email, name=name)
+    user = await db.insert_user(conn, user_id=uuid.uuid4(), email=email, name=name)
     registered = UserRegistered(user_id=user.id, email=user.email, name=user.name)
-    await owe(session, db.outbox, registered, correlation_id=correlation_id)
+    await owe(conn, db.outbox, registered, correlation_id=correlation_id)
     return user
 
 
 async def update_user(
-    session: AsyncSession,
+    conn: AsyncConnection,
     user_id: uuid.UUID,
     changes: dict,
     *,
@@ -42,31 +42,31 @@ async def update_user(
 ) -> sa.Row:
     """Apply the fields that differ and owe `user.updated`; a change to nothing emits nothing."""
     # Locked, so a concurrent update cannot slip between the comparison and the write.
-    user = await db.fetch_user(session, user_id, for_update=True)
+    user = await db.fetch_user(conn, user_id, for_update=True)
     if user is None:
         raise UserNotFound(user_id)
     changes = changed_fields(user._asdict(), changes)
     if not changes:
         return user
-    user = await db.update_user(session, user_id, changes)
+    user = await db.update_user(conn, user_id, changes)
     updated = UserUpdated(user_id=user.id, email=user.email, name=user.name)
-    await owe(session, db.outbox, updated, correlation_id=correlation_id)
+    await owe(conn, db.outbox, updated, correlation_id=correlation_id)
     return user
 
 
 async def delete_user(
-    session: AsyncSession, user_id: uuid.UUID, *, correlation_id: str | None = None
+    conn: AsyncConnection, user_id: uuid.UUID, *, correlation_id: str | None = None
 ) -> None:
     """Delete the user and owe `user.deleted` (orders cancels the user's open orders)."""
-    await db.delete_user(session, user_id)
-    await owe(session, db.outbox, UserDeleted(user_id=user_id), correlation_id=correlation_id)
+    await db.delete_user(conn, user_id)
+    await owe(conn, db.outbox, UserDeleted(user_id=user_id), correlation_id=correlation_id)
 
 
 async def _count(
-    session: AsyncSession, envelope: Envelope, user_id: uuid.UUID, orders: int, cents: int
+    conn: AsyncConnection, envelope: Envelope, user_id: uuid.UUID, orders: int, cents: int
 ) -> None:
     try:
-        await db.add_to_stats(session, user_id, orders, cents)
+        await db.add_to_stats(conn, user_id, orders, cents)
     except UserNotFound:
         # Acknowledged, and recorded in the inbox: no retry can make a deleted user exist.
         log.warning("event for unknown user skipped", type=envelope.type, user_id=str(user_id))
@@ -77,16 +77,16 @@ async def _count(
         ) from exc
 
 
-async def on_order_paid(session: AsyncSession, envelope: Envelope) -> None:
+async def on_order_paid(conn: AsyncConnection, envelope: Envelope) -> None:
     """A paid order counts towards the user's lifetime stats."""
     paid = OrderPaid.model_validate(envelope.data)
-    await _count(session, envelope, paid.user_id, 1, paid.total_cents)
+    await _count(conn, envelope, paid.user_id, 1, paid.total_cents)
 
 
-async def on_order_refunded(session: AsyncSession, envelope: Envelope) -> None:
+async def on_order_refunded(conn: AsyncConnection, envelope: Envelope) -> None:
     """A refund takes the order back out of the stats."""
     refunded = OrderRefunded.model_validate(envelope.data)
-    await _count(session, envelope, refunded.user_id, -1, -refunded.total_cents)
+    await _count(conn, envelope, refunded.user_id, -1, -refunded.total_cents)
 
 
 # Every event users consumes, and what it does with it; other types on the topic are ignored.

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import OutsideTransaction, driver, make_engine, make_sessions, reading
+from shared.db import OutsideTransaction, driver, make_engine, reading
 from tests.support.eventually import eventually
 from tests.support.proxy import TcpProxy
 
@@ -49,23 +49,21 @@ async def url(database) -> AsyncIterator[str]:
 async def test_a_transaction_is_begin_and_commit_around_its_statements(url):
     engine, wire = await engine_and_wire(url)
     try:
-        async with make_sessions(engine).begin() as session:
-            await session.execute(sa.text("SELECT 1 + 1"))
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("SELECT 1 + 1"))
         assert wire.take() == ["BEGIN", "COMMIT"]
     finally:
         await engine.dispose()
 
 
-async def test_a_read_session_sends_no_begin_or_rollback(url):
+async def test_a_reading_connection_sends_no_begin_or_rollback(url):
     engine, wire = await engine_and_wire(url)
     try:
-        async with reading(make_sessions(engine)) as session:
-            assert await session.scalar(sa.text("SELECT 40 + 2")) == 42
+        async with reading(engine) as conn:
+            assert await conn.scalar(sa.text("SELECT 40 + 2")) == 42
         assert wire.take() == []
-        async with make_sessions(
-            engine
-        ).begin() as session:  # the connection is transactional again
-            await session.execute(sa.text("SELECT 1 + 1"))
+        async with engine.begin() as conn:  # the connection is transactional again
+            await conn.execute(sa.text("SELECT 1 + 1"))
         assert [q.split()[0] for q in wire.take()] == ["BEGIN", "COMMIT"]
     finally:
         await engine.dispose()
@@ -87,12 +85,11 @@ async def test_only_an_idle_connection_is_pinged(url, ping_after_idle, pinged):
 
 
 async def test_a_statement_sent_around_the_adapter_never_runs_outside_its_transaction(engine):
-    sessions = make_sessions(engine)
     with pytest.raises(OutsideTransaction):
-        async with sessions.begin() as session:
-            connection = await driver(session)
+        async with engine.begin() as conn:
+            connection = await driver(conn)
             await connection.execute("COMMIT")  # the server's transaction ends behind the adapter
-            await driver(session)  # a row written now would commit on its own
+            await driver(conn)  # a row written now would commit on its own
 
 
 async def committed_marks(engine: AsyncEngine) -> int:
@@ -125,16 +122,14 @@ async def test_a_transaction_cancelled_after_the_server_began_it_leaves_nothing_
         served = make_engine(  # not pinged: no SELECT 1 waits behind the held replies
             through_proxy.render_as_string(hide_password=False), pool_size=1, ping_after_idle=60
         )
-        sessions = make_sessions(served)
         try:
-            async with sessions.begin() as session:  # the pool's one connection, opened
-                await session.execute(sa.text("SELECT 1"))
-                connection = await session.connection()
-                raw = (await connection.get_raw_connection()).dbapi_connection.driver_connection
+            async with served.begin() as opened:  # the pool's one connection, opened
+                await opened.execute(sa.text("SELECT 1"))
+                raw = (await opened.get_raw_connection()).driver_connection
 
             async def begin() -> None:
-                async with sessions.begin() as session:
-                    await driver(session)
+                async with served.begin() as beginning:
+                    await driver(beginning)
 
             proxy.hold_replies()
             beginning = asyncio.create_task(begin())
@@ -145,8 +140,8 @@ async def test_a_transaction_cancelled_after_the_server_began_it_leaves_nothing_
             assert raw.is_closed()  # at once, not left for the next checkout to find
             proxy.release_replies()
 
-            async with sessions.begin() as session:
-                await session.execute(sa.text("INSERT INTO committed_mark VALUES (1)"))
+            async with served.begin() as after:
+                await after.execute(sa.text("INSERT INTO committed_mark VALUES (1)"))
             assert await committed_marks(engine) == 1
 
             async def none_left_open() -> bool:  # a closed connection's backend ends in its time
@@ -180,23 +175,20 @@ async def test_a_connection_given_back_inside_a_transaction_is_not_handed_out_ag
         await engine.dispose()
 
 
-async def test_a_session_reaches_the_asyncpg_connection_of_its_current_transaction(url):
-    """driver() finds a session's connection once per transaction, and never keeps one that
-    went back to the pool when that transaction ended."""
+async def test_driver_reaches_the_asyncpg_connection_a_connection_holds_now(url):
+    """driver() reads the asyncpg connection off the SQLAlchemy connection, without a round trip,
+    and follows it when the pool replaced an invalidated one."""
     engine = make_engine(url, pool_size=2)
     try:
-        async with make_sessions(engine)() as session:
-            async with session.begin():
-                first = await driver(session)
-                assert await driver(session) is first
-            async with engine.connect() as other:  # takes the connection `first` was on
-                await other.execute(sa.text("SELECT 1"))  # and is inside a transaction of its own
-                held = (await other.get_raw_connection()).dbapi_connection.driver_connection
-                assert held is first
-                async with session.begin():
-                    second = await driver(session)
-                    connection = await session.connection()
-                    raw = (await connection.get_raw_connection()).dbapi_connection
-                    assert second is raw.driver_connection is not first
+        async with engine.connect() as conn:
+            async with conn.begin():
+                first = await driver(conn)
+                assert first is (await conn.get_raw_connection()).driver_connection
+                assert first.is_in_transaction()
+            await conn.invalidate()  # the pool closes `first`; the next use opens another
+            async with conn.begin():
+                second = await driver(conn)
+                assert second is (await conn.get_raw_connection()).driver_connection
+                assert second is not first and second.is_in_transaction()
     finally:
         await engine.dispose()

@@ -7,9 +7,8 @@ import asyncio
 import prometheus_client
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.db import make_sessions
 from shared.envelope import Envelope, new_envelope
 from shared.inbox import InboxGuard, inbox_table
 from tests.support.eventually import eventually
@@ -56,8 +55,8 @@ def payment_succeeded() -> Envelope:
 def recording(effects: sa.Table):
     """A handler whose effect is one row per call."""
 
-    async def record_payment(session: AsyncSession, envelope: Envelope) -> None:
-        await session.execute(sa.insert(effects).values(order_id=envelope.subject))
+    async def record_payment(conn: AsyncConnection, envelope: Envelope) -> None:
+        await conn.execute(sa.insert(effects).values(order_id=envelope.subject))
 
     return record_payment
 
@@ -76,7 +75,7 @@ def duplicates_skipped(consumer: str) -> float:
 
 async def test_same_message_twice_has_one_effect(engine, tables, consumer):
     inbox, effects = tables
-    handle = InboxGuard(make_sessions(engine), inbox, consumer).wrap(recording(effects))
+    handle = InboxGuard(engine, inbox, consumer).wrap(recording(effects))
     envelope = payment_succeeded()
 
     await handle(envelope)
@@ -91,11 +90,11 @@ async def test_same_message_twice_has_one_effect(engine, tables, consumer):
 
 async def test_failing_handler_leaves_neither_effect_nor_inbox_row(engine, tables, consumer):
     inbox, effects = tables
-    guard = InboxGuard(make_sessions(engine), inbox, consumer)
+    guard = InboxGuard(engine, inbox, consumer)
     record_payment = recording(effects)
 
-    async def record_then_fail(session: AsyncSession, envelope: Envelope) -> None:
-        await record_payment(session, envelope)
+    async def record_then_fail(conn: AsyncConnection, envelope: Envelope) -> None:
+        await record_payment(conn, envelope)
         raise HandlerFailed("downstream check failed")
 
     envelope = payment_succeeded()
@@ -126,12 +125,12 @@ async def test_concurrent_duplicate_deliveries_have_one_effect(engine, tables, c
     inbox, effects = tables
     record_payment = recording(effects)
 
-    async def record_while_duplicates_wait(session: AsyncSession, envelope: Envelope) -> None:
-        await record_payment(session, envelope)
+    async def record_while_duplicates_wait(conn: AsyncConnection, envelope: Envelope) -> None:
+        await record_payment(conn, envelope)
         # Hold the transaction open until every other delivery is inside its own.
         await waiting_on_the_inbox(engine, CONCURRENT_DELIVERIES - 1)
 
-    handle = InboxGuard(make_sessions(engine), inbox, consumer).wrap(record_while_duplicates_wait)
+    handle = InboxGuard(engine, inbox, consumer).wrap(record_while_duplicates_wait)
     envelope = payment_succeeded()
     await asyncio.gather(*(handle(envelope) for _ in range(CONCURRENT_DELIVERIES)))
 
@@ -146,15 +145,15 @@ async def test_concurrent_duplicate_takes_over_when_the_first_delivery_fails(
     record_payment = recording(effects)
     calls = 0
 
-    async def first_fails(session: AsyncSession, envelope: Envelope) -> None:
+    async def first_fails(conn: AsyncConnection, envelope: Envelope) -> None:
         nonlocal calls
         calls += 1
-        await record_payment(session, envelope)
+        await record_payment(conn, envelope)
         if calls == 1:
             await waiting_on_the_inbox(engine, 1)
             raise HandlerFailed("first delivery fails after the second arrived")
 
-    handle = InboxGuard(make_sessions(engine), inbox, consumer).wrap(first_fails)
+    handle = InboxGuard(engine, inbox, consumer).wrap(first_fails)
     envelope = payment_succeeded()
     outcomes = await asyncio.gather(handle(envelope), handle(envelope), return_exceptions=True)
 

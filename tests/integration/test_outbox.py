@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
 from shared.channels import Channel
-from shared.db import make_sessions
 from shared.envelope import Envelope, decode, new_envelope
 from shared.kafka import KafkaBus
 from shared.outbox import add_to_outbox, notify_channel, outbox_table
@@ -65,9 +64,9 @@ async def place_order(
 ) -> None:
     """A business write and the message it owes, in one transaction."""
     orders = outbox.metadata.tables[f"{outbox.schema}.orders"]
-    async with make_sessions(engine).begin() as session:
-        await session.execute(sa.insert(orders).values(id=envelope.id))
-        await add_to_outbox(session, outbox, channel, envelope)
+    async with engine.begin() as conn:
+        await conn.execute(sa.insert(orders).values(id=envelope.id))
+        await add_to_outbox(conn, outbox, channel, envelope)
 
 
 async def outbox_rows(engine: AsyncEngine, outbox: sa.Table) -> list[sa.Row]:
@@ -107,12 +106,11 @@ async def test_rows_of_a_rolled_back_transaction_are_never_published(
     engine, outbox, kafka, stack, names
 ):
     doomed, kept = order_event("order-1"), order_event("order-2")
-    sessions = make_sessions(engine)
-    async with sessions() as session:
-        await add_to_outbox(session, outbox, ORDERS_EVENTS, doomed)
-        await session.rollback()
-    async with sessions.begin() as session:
-        await add_to_outbox(session, outbox, ORDERS_EVENTS, kept)
+    async with engine.connect() as conn:
+        await add_to_outbox(conn, outbox, ORDERS_EVENTS, doomed)
+        await conn.rollback()
+    async with engine.begin() as conn:
+        await add_to_outbox(conn, outbox, ORDERS_EVENTS, kept)
 
     relay = OutboxRelay(engine, outbox, {"kafka": kafka})
     assert await relay.run_once() == 1
@@ -132,10 +130,10 @@ async def test_committed_rows_are_published_in_order_and_marked_sent(
         order_event("order-1", "order.refunded"),
     ]
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    async with make_sessions(engine).begin() as session:
+    async with engine.begin() as conn:
         for event in events:
             await add_to_outbox(
-                session, outbox, ORDERS_EVENTS, event, headers={"traceparent": traceparent}
+                conn, outbox, ORDERS_EVENTS, event, headers={"traceparent": traceparent}
             )
 
     relay = OutboxRelay(engine, outbox, {"kafka": kafka})
@@ -291,11 +289,10 @@ async def test_two_relays_publish_each_of_200_rows_exactly_once(
     engine, outbox, kafka, stack, names, database
 ):
     events = [order_event(f"order-{n % 20}", step=n) for n in range(200)]
-    sessions = make_sessions(engine)
     for start in range(0, len(events), 20):
-        async with sessions.begin() as session:
+        async with engine.begin() as conn:
             for event in events[start : start + 20]:
-                await add_to_outbox(session, outbox, ORDERS_EVENTS, event)
+                await add_to_outbox(conn, outbox, ORDERS_EVENTS, event)
 
     # One relay shares the test's engine, the other builds its own from the URL, like a second
     # service instance would.

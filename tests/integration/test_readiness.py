@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.client import ConnectionGroup
 from aiokafka.errors import KafkaConnectionError
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.app import create_service_app
 from shared.channels import Channel
@@ -48,7 +48,7 @@ class Handler:
     started: list[str] = field(default_factory=list)  # envelope ids it began
     handled: list[str] = field(default_factory=list)  # envelope ids it finished
 
-    async def __call__(self, session: AsyncSession, envelope: Envelope) -> None:
+    async def __call__(self, conn: AsyncConnection, envelope: Envelope) -> None:
         self.started.append(envelope.id)
         await self.gate.wait()
         self.handled.append(envelope.id)

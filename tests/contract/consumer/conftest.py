@@ -5,22 +5,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import make_engine, make_sessions
+from shared.db import make_engine
 
-SessionsOf = Callable[[str], async_sessionmaker]
+EngineOf = Callable[[str], AsyncEngine]
 
 
 @pytest.fixture
-async def sessions_of(database) -> AsyncIterator[SessionsOf]:
-    """Sessions on this test's database, logged in as the named service's own role."""
+async def engine_of(database) -> AsyncIterator[EngineOf]:
+    """An engine on this test's database, logged in as the named service's own role."""
     engines: list[AsyncEngine] = []
 
-    def open_sessions(service: str) -> async_sessionmaker:
+    def open_engine(service: str) -> AsyncEngine:
         engines.append(make_engine(database.url(service), pool_size=2))
-        return make_sessions(engines[-1])
+        return engines[-1]
 
-    yield open_sessions
+    yield open_engine
     for engine in engines:
         await engine.dispose()

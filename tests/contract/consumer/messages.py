@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pact import Pact, match
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.dispatch import Dispatcher
 from shared.envelope import CONTENT_TYPE, Envelope, decode
@@ -66,7 +66,7 @@ def receive(pact: Pact) -> tuple[Envelope, dict[str, Any]]:
 
 
 def subscriber(
-    wiring: Wiring, envelope: Envelope, metadata: dict[str, Any], sessions: async_sessionmaker
+    wiring: Wiring, envelope: Envelope, metadata: dict[str, Any], engine: AsyncEngine
 ) -> Dispatcher:
     """The consumer's own dispatcher for where the message arrives; fails if it listens elsewhere.
 
@@ -90,13 +90,11 @@ def subscriber(
         consumer, handlers = reads[0].queue, reads[0].handlers
     # A type without a handler is acknowledged and ignored: say so rather than miss an effect.
     assert envelope.type in handlers, f"{consumer} has no handler for {envelope.type!r}"
-    return Dispatcher(consumer, handlers, sessions, wiring.inbox)
+    return Dispatcher(consumer, handlers, engine, wiring.inbox)
 
 
-async def deliver(
-    wiring: Wiring, pact: Pact, sessions: async_sessionmaker[AsyncSession]
-) -> Envelope:
+async def deliver(wiring: Wiring, pact: Pact, engine: AsyncEngine) -> Envelope:
     """Hand the pact's message to the consumer's real dispatcher, as its broker consumer would."""
     envelope, metadata = receive(pact)
-    await subscriber(wiring, envelope, metadata, sessions)(envelope)
+    await subscriber(wiring, envelope, metadata, engine)(envelope)
     return envelope

@@ -26,52 +26,52 @@ def payment_event(pact: Pact, type: str, data: dict) -> None:
     expect(pact, f"a {type} event", body, on_rabbit("payments.events", type))
 
 
-async def an_order(sessions, status: OrderStatus) -> None:
-    async with sessions.begin() as session:
+async def an_order(engine, status: OrderStatus) -> None:
+    async with engine.begin() as conn:
         await db.insert_order(
-            session, uuid.UUID(ORDER_ID), uuid.UUID(USER_ID), status, 2599, "EUR", []
+            conn, uuid.UUID(ORDER_ID), uuid.UUID(USER_ID), status, 2599, "EUR", []
         )
 
 
-async def the_order(sessions):
-    async with sessions() as session:
-        return await db.fetch_order(session, uuid.UUID(ORDER_ID))
+async def the_order(engine):
+    async with engine.connect() as conn:
+        return await db.fetch_order(conn, uuid.UUID(ORDER_ID))
 
 
-async def test_payment_succeeded_marks_the_order_paid(sessions_of):
+async def test_payment_succeeded_marks_the_order_paid(engine_of):
     pact = Pact("orders", "payments")
     # Orders keeps the payment id as text: any string will do, it need not be a uuid.
     payment_event(pact, "payment.succeeded", {"payment_id": match.str(PAYMENT_ID)})
-    sessions = sessions_of("orders")
-    await an_order(sessions, OrderStatus.PENDING_PAYMENT)
+    engine = engine_of("orders")
+    await an_order(engine, OrderStatus.PENDING_PAYMENT)
 
-    await deliver(wiring(), pact, sessions)
+    await deliver(wiring(), pact, engine)
 
-    order = await the_order(sessions)
+    order = await the_order(engine)
     assert (order.status, order.payment_id) == (OrderStatus.PAID, PAYMENT_ID)
     publish(pact)
 
 
-async def test_payment_failed_ends_the_order_with_the_reason(sessions_of):
+async def test_payment_failed_ends_the_order_with_the_reason(engine_of):
     pact = Pact("orders", "payments")
     payment_event(pact, "payment.failed", {"reason": match.str("card_declined")})
-    sessions = sessions_of("orders")
-    await an_order(sessions, OrderStatus.PENDING_PAYMENT)
+    engine = engine_of("orders")
+    await an_order(engine, OrderStatus.PENDING_PAYMENT)
 
-    await deliver(wiring(), pact, sessions)
+    await deliver(wiring(), pact, engine)
 
-    order = await the_order(sessions)
+    order = await the_order(engine)
     assert (order.status, order.cancel_reason) == (OrderStatus.PAYMENT_FAILED, "card_declined")
     publish(pact)
 
 
-async def test_payment_refunded_marks_a_paid_order_refunded(sessions_of):
+async def test_payment_refunded_marks_a_paid_order_refunded(engine_of):
     pact = Pact("orders", "payments")
     payment_event(pact, "payment.refunded", {})
-    sessions = sessions_of("orders")
-    await an_order(sessions, OrderStatus.PAID)
+    engine = engine_of("orders")
+    await an_order(engine, OrderStatus.PAID)
 
-    await deliver(wiring(), pact, sessions)
+    await deliver(wiring(), pact, engine)
 
-    assert (await the_order(sessions)).status == OrderStatus.REFUNDED
+    assert (await the_order(engine)).status == OrderStatus.REFUNDED
     publish(pact)

@@ -25,12 +25,12 @@ def command(pact: Pact, type: str, data: dict) -> None:
     expect(pact, f"a {type} command", body, on_rabbit("payments.commands", type))
 
 
-async def payment_of(sessions):
-    async with sessions() as session:
-        return await db.payment_for_order(session, uuid.UUID(ORDER_ID))
+async def payment_of(engine):
+    async with engine.connect() as conn:
+        return await db.payment_for_order(conn, uuid.UUID(ORDER_ID))
 
 
-async def test_payment_requested_opens_a_payment_awaiting_the_provider(sessions_of):
+async def test_payment_requested_opens_a_payment_awaiting_the_provider(engine_of):
     pact = Pact("payments", "orders")
     data = {
         "order_id": match.uuid(ORDER_ID),
@@ -39,11 +39,11 @@ async def test_payment_requested_opens_a_payment_awaiting_the_provider(sessions_
         "currency": match.regex("EUR", regex=CURRENCY),
     }
     command(pact, "payment.requested", data)
-    sessions = sessions_of("payments")
+    engine = engine_of("payments")
 
-    await deliver(wiring(), pact, sessions)
+    await deliver(wiring(), pact, engine)
 
-    payment = await payment_of(sessions)
+    payment = await payment_of(engine)
     assert payment.status == PaymentStatus.AWAITING_CONFIRMATION
     assert (payment.user_id, payment.amount_cents, payment.currency) == (
         uuid.UUID(USER_ID),
@@ -53,14 +53,14 @@ async def test_payment_requested_opens_a_payment_awaiting_the_provider(sessions_
     publish(pact)
 
 
-async def test_refund_requested_waits_for_the_providers_refund(sessions_of):
+async def test_refund_requested_waits_for_the_providers_refund(engine_of):
     pact = Pact("payments", "orders")
     data = {"order_id": match.uuid(ORDER_ID), "reason": match.str("order_cancelled")}
     command(pact, "payment.refund_requested", data)
-    sessions = sessions_of("payments")
-    async with sessions.begin() as session:
+    engine = engine_of("payments")
+    async with engine.begin() as conn:
         await db.insert_payment(
-            session,
+            conn,
             id=uuid.uuid4(),
             order_id=uuid.UUID(ORDER_ID),
             user_id=uuid.UUID(USER_ID),
@@ -71,7 +71,7 @@ async def test_refund_requested_waits_for_the_providers_refund(sessions_of):
             correlation_id="c-1",
         )
 
-    await deliver(wiring(), pact, sessions)
+    await deliver(wiring(), pact, engine)
 
-    assert (await payment_of(sessions)).status == PaymentStatus.REFUND_PENDING
+    assert (await payment_of(engine)).status == PaymentStatus.REFUND_PENDING
     publish(pact)

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 from pact.types import Message
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.envelope import CONTENT_TYPE, Envelope, encode
 
@@ -22,7 +22,7 @@ def as_published(row: sa.Row) -> Message:
 
 
 async def last_owed(
-    sessions: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
     outbox: sa.Table,
     scenario: Callable[[], Awaitable[object]],
 ) -> Message:
@@ -31,12 +31,12 @@ async def last_owed(
     The handlers build each envelope and pick its channel themselves, exactly as in production,
     so a renamed field, type or routing key shows up here as what the consumer did not expect.
     """
-    async with sessions() as session:
-        mark = await session.scalar(sa.select(sa.func.coalesce(sa.func.max(outbox.c.id), 0)))
+    async with engine.connect() as conn:
+        mark = await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(outbox.c.id), 0)))
     await scenario()
     query = sa.select(outbox).where(outbox.c.id > mark).order_by(outbox.c.id.desc()).limit(1)
-    async with sessions() as session:
-        row = (await session.execute(query)).first()
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).first()
     if row is None:
         raise LookupError(f"the scenario left nothing in {outbox.fullname}")
     return as_published(row)

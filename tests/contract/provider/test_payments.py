@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from functools import partial
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payments import db, handlers
 from payments.messages import ProviderEvent
-from shared.db import make_engine, make_sessions
+from shared.db import make_engine
 from shared.envelope import new_envelope
 from tests.contract.provider.outbox import last_owed
 from tests.contract.provider.verification import assert_all_verified, verify
@@ -25,8 +25,8 @@ AMOUNT, CURRENCY = 2599, "EUR"
 class Payment:
     """One order's payment walked through payments' real handlers, each step in a transaction."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self.sessions = sessions
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
         self.order_id = str(uuid.uuid4())
 
     async def command(self, type: str, data: dict) -> None:
@@ -37,8 +37,8 @@ class Payment:
             subject=self.order_id,
             data={"order_id": self.order_id, **data},
         )
-        async with self.sessions.begin() as session:
-            await handlers.COMMAND_HANDLERS[type](session, envelope)
+        async with self.engine.begin() as conn:
+            await handlers.COMMAND_HANDLERS[type](conn, envelope)
 
     async def webhook(self, type: str, **data) -> None:
         """The provider's report, as the webhook endpoint hands it over once its signature holds."""
@@ -56,35 +56,35 @@ class Payment:
             }
         ).encode()
         event = ProviderEvent.model_validate_json(body)
-        async with self.sessions.begin() as session:
-            await handlers.receive_webhook(session, f"msg_{uuid.uuid4().hex}", event, body)
+        async with self.engine.begin() as conn:
+            await handlers.receive_webhook(conn, f"msg_{uuid.uuid4().hex}", event, body)
 
     async def requested(self) -> None:
         data = {"user_id": str(uuid.uuid4()), "amount_cents": AMOUNT, "currency": CURRENCY}
         await self.command("payment.requested", data)
 
 
-async def succeeded(sessions) -> None:
-    payment = Payment(sessions)
+async def succeeded(engine) -> None:
+    payment = Payment(engine)
     await payment.requested()
     await payment.webhook("payment.succeeded")
 
 
-async def failed(sessions) -> None:
-    payment = Payment(sessions)
+async def failed(engine) -> None:
+    payment = Payment(engine)
     await payment.requested()
     await payment.webhook("payment.failed", failure_reason="card_declined")
 
 
-async def refunded(sessions) -> None:
-    payment = Payment(sessions)
+async def refunded(engine) -> None:
+    payment = Payment(engine)
     await payment.requested()
     await payment.webhook("payment.succeeded")
     await payment.command("payment.refund_requested", {"reason": "order_cancelled"})
     await payment.webhook("payment.refunded")
 
 
-def messages(sessions: async_sessionmaker[AsyncSession]) -> dict:
+def messages(engine: AsyncEngine) -> dict:
     """Each message as payments' real handlers leave it in the outbox, by the pacts' descriptions."""
     scenarios = {
         "a payment.succeeded event": succeeded,
@@ -92,15 +92,14 @@ def messages(sessions: async_sessionmaker[AsyncSession]) -> dict:
         "a payment.refunded event": refunded,
     }
     return {
-        d: partial(last_owed, sessions, db.outbox, partial(s, sessions))
-        for d, s in scenarios.items()
+        d: partial(last_owed, engine, db.outbox, partial(s, engine)) for d, s in scenarios.items()
     }
 
 
 async def test_payments_keeps_every_pact_it_is_named_in(database):
     engine = make_engine(database.url("payments"), pool_size=2)
     try:
-        run = await verify("payments", messages=messages(make_sessions(engine)))
+        run = await verify("payments", messages=messages(engine))
     finally:
         await engine.dispose()
     assert_all_verified(run)

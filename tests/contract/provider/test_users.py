@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.contract.provider.outbox import last_owed
 from tests.contract.provider.verification import assert_all_verified, verify
@@ -18,42 +18,42 @@ from users.settings import UsersSettings
 pytestmark = pytest.mark.contract
 
 
-def states(sessions: async_sessionmaker[AsyncSession]) -> dict:
+def states(engine: AsyncEngine) -> dict:
     """Provider states, set up as real rows through users' own queries."""
 
     async def a_user_exists(params: dict) -> None:
         user_id = uuid.UUID(params["id"])
-        async with sessions.begin() as session:
-            if await db.fetch_user(session, user_id) is None:
+        async with engine.begin() as conn:
+            if await db.fetch_user(conn, user_id) is None:
                 await db.insert_user(
-                    session, user_id=user_id, email=f"{user_id}@example.com", name="Ada"
+                    conn, user_id=user_id, email=f"{user_id}@example.com", name="Ada"
                 )
 
     async def no_user_exists(params: dict) -> None:
         user_id = uuid.UUID(params["id"])
-        async with sessions.begin() as session:
-            if await db.fetch_user(session, user_id) is not None:
-                await db.delete_user(session, user_id)
+        async with engine.begin() as conn:
+            if await db.fetch_user(conn, user_id) is not None:
+                await db.delete_user(conn, user_id)
 
     return {"a user exists": a_user_exists, "no user exists": no_user_exists}
 
 
-def messages(sessions: async_sessionmaker[AsyncSession]) -> dict:
+def messages(engine: AsyncEngine) -> dict:
     """Each message as users' real handlers leave it in the outbox."""
 
     async def user_deleted() -> None:
-        async with sessions.begin() as session:
+        async with engine.begin() as conn:
             user = await handlers.register_user(
-                session, email=f"{uuid.uuid4().hex}@example.com", name="Grace"
+                conn, email=f"{uuid.uuid4().hex}@example.com", name="Grace"
             )
-            await handlers.delete_user(session, user.id)
+            await handlers.delete_user(conn, user.id)
 
-    return {"a user.deleted event": lambda: last_owed(sessions, db.outbox, user_deleted)}
+    return {"a user.deleted event": lambda: last_owed(engine, db.outbox, user_deleted)}
 
 
 async def test_users_keeps_every_pact_it_is_named_in(stack, database, names):
     app = create_app(settings_for(UsersSettings, "users", stack, database, names), consume=False)
     async with serving(app) as url:
-        sessions = app.state.runtime.sessions
-        run = await verify("users", url=url, states=states(sessions), messages=messages(sessions))
+        engine = app.state.runtime.engine
+        run = await verify("users", url=url, states=states(engine), messages=messages(engine))
     assert_all_verified(run)

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import make_engine, make_sessions
+from shared.db import make_engine
 from shared.runtime import Runtime
 from tests.integration.users.probes import count, outbox_types
 from tests.support.eventually import eventually
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def runtime(users_settings) -> AsyncIterator[Runtime]:
-    """The users runtime's engine and sessions, unstarted: no brokers, only its database pool."""
+    """The users runtime's engine, unstarted: no brokers, only its database pool."""
     runtime = Runtime(users_settings(db_pool_size=2, db_statement_timeout_ms=300), wiring())
     yield runtime
     await runtime.engine.dispose()
@@ -41,13 +41,13 @@ def driver_error(exc: sa.exc.DBAPIError) -> Exception:
 
 
 async def test_inner_savepoint_rolls_back_while_outer_transaction_commits(runtime, admin):
-    async with runtime.sessions.begin() as session:
-        await handlers.register_user(session, email="outer@example.com", name="Outer")
+    async with runtime.engine.begin() as tx:
+        await handlers.register_user(tx, email="outer@example.com", name="Outer")
         with pytest.raises(RuntimeError):
-            async with session.begin_nested():
-                await handlers.register_user(session, email="inner@example.com", name="Inner")
+            async with tx.begin_nested():
+                await handlers.register_user(tx, email="inner@example.com", name="Inner")
                 raise RuntimeError("give up the inner part")
-        await handlers.register_user(session, email="after@example.com", name="After")
+        await handlers.register_user(tx, email="after@example.com", name="After")
 
     async with admin.connect() as conn:
         emails = set((await conn.execute(sa.select(db.users.c.email))).scalars())
@@ -56,20 +56,20 @@ async def test_inner_savepoint_rolls_back_while_outer_transaction_commits(runtim
 
 
 async def test_unique_violation_maps_to_email_taken(runtime, admin):
-    async with runtime.sessions.begin() as session:
-        await db.insert_user(session, user_id=uuid.uuid4(), email="one@example.com", name="One")
-        two = await db.insert_user(session, user_id=uuid.uuid4(), email="2@example.com", name="2")
+    async with runtime.engine.begin() as tx:
+        await db.insert_user(tx, user_id=uuid.uuid4(), email="one@example.com", name="One")
+        two = await db.insert_user(tx, user_id=uuid.uuid4(), email="2@example.com", name="2")
 
-    async with runtime.sessions.begin() as session:
+    async with runtime.engine.begin() as tx:
         with pytest.raises(EmailTaken) as raised:
-            await db.update_user(session, two.id, {"email": "ONE@example.com"})
+            await db.update_user(tx, two.id, {"email": "ONE@example.com"})
         cause = raised.value.__cause__
         assert isinstance(cause, sa.exc.IntegrityError)
         assert cause.orig.sqlstate == "23505"
         assert isinstance(driver_error(cause), asyncpg.UniqueViolationError)
         assert db.violated_constraint(cause) == db.EMAIL_KEY
         # Only the savepoint was lost: the transaction goes on and commits.
-        await db.update_user(session, two.id, {"name": "Two"})
+        await db.update_user(tx, two.id, {"name": "Two"})
 
     async with admin.connect() as conn:
         names = set((await conn.execute(sa.select(db.users.c.name))).scalars())
@@ -77,11 +77,11 @@ async def test_unique_violation_maps_to_email_taken(runtime, admin):
 
 
 async def test_inserting_a_taken_email_is_email_taken_and_keeps_the_transaction(runtime, admin):
-    async with runtime.sessions.begin() as session:
-        await db.insert_user(session, user_id=uuid.uuid4(), email="one@example.com", name="One")
+    async with runtime.engine.begin() as conn:
+        await db.insert_user(conn, user_id=uuid.uuid4(), email="one@example.com", name="One")
         with pytest.raises(EmailTaken):
-            await db.insert_user(session, user_id=uuid.uuid4(), email="One@Example.com", name="1")
-        await db.insert_user(session, user_id=uuid.uuid4(), email="two@example.com", name="Two")
+            await db.insert_user(conn, user_id=uuid.uuid4(), email="One@Example.com", name="1")
+        await db.insert_user(conn, user_id=uuid.uuid4(), email="two@example.com", name="Two")
 
     assert await count(admin, db.users) == 2
 
@@ -90,9 +90,9 @@ async def test_foreign_key_violation_maps_to_integrity_error_naming_the_key(runt
     async with runtime.engine.begin() as conn:  # users has no foreign key of its own: add one
         await conn.execute(sa.text(NOTES))
 
-    async with runtime.sessions() as session:
+    async with runtime.engine.connect() as tx:
         with pytest.raises(sa.exc.IntegrityError) as raised:
-            await session.execute(
+            await tx.execute(
                 sa.text("INSERT INTO users.notes (user_id, text) VALUES (:user_id, 'orphan')"),
                 {"user_id": uuid.uuid4()},
             )
@@ -109,20 +109,20 @@ NOTES = """CREATE TABLE users.notes (
 
 
 async def test_not_null_violation_maps_to_integrity_error_naming_the_column(runtime):
-    async with runtime.sessions() as session:
+    async with runtime.engine.connect() as conn:
         with pytest.raises(sa.exc.IntegrityError) as raised:
-            await session.execute(sa.insert(db.users).values(id=uuid.uuid4(), email="n@x.io"))
+            await conn.execute(sa.insert(db.users).values(id=uuid.uuid4(), email="n@x.io"))
     assert raised.value.orig.sqlstate == "23502"
     assert isinstance(driver_error(raised.value), asyncpg.NotNullViolationError)
     assert driver_error(raised.value).column_name == "name"
 
 
 async def test_check_violation_names_the_stats_constraint(runtime):
-    async with runtime.sessions.begin() as session:
-        user = await db.insert_user(session, user_id=uuid.uuid4(), email="c@x.io", name="C")
-    async with runtime.sessions() as session:
+    async with runtime.engine.begin() as conn:
+        user = await db.insert_user(conn, user_id=uuid.uuid4(), email="c@x.io", name="C")
+    async with runtime.engine.connect() as conn:
         with pytest.raises(sa.exc.IntegrityError) as raised:
-            await session.execute(
+            await conn.execute(
                 sa.update(db.users).where(db.users.c.id == user.id).values(orders_paid=-1)
             )
     assert raised.value.orig.sqlstate == "23514"
@@ -144,10 +144,10 @@ async def test_more_work_than_the_pool_holds_completes_by_queueing(runtime, admi
     in_use: list[int] = []
 
     async def register(i: int) -> None:
-        async with runtime.sessions.begin() as session:
-            await handlers.register_user(session, email=f"q{i}@example.com", name=f"Q{i}")
+        async with runtime.engine.begin() as conn:
+            await handlers.register_user(conn, email=f"q{i}@example.com", name=f"Q{i}")
             in_use.append(runtime.engine.pool.checkedout())
-            await session.execute(sa.text("SELECT pg_sleep(0.02)"))  # hold the connection a bit
+            await conn.execute(sa.text("SELECT pg_sleep(0.02)"))  # hold the connection a bit
 
     await asyncio.gather(*(register(i) for i in range(6 * pool_size)))
 
@@ -157,14 +157,13 @@ async def test_more_work_than_the_pool_holds_completes_by_queueing(runtime, admi
 
 async def test_pool_serves_again_after_a_failed_statement(users_settings, admin):
     engine = make_engine(users_settings().database_url, pool_size=1)
-    sessions = make_sessions(engine)
     try:
         before = await backend_pid(engine)
         with pytest.raises(sa.exc.DBAPIError):
-            async with sessions.begin() as session:
-                await session.execute(sa.text("SELECT 1 / 0"))
-        async with sessions.begin() as session:
-            await handlers.register_user(session, email="again@example.com", name="Again")
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("SELECT 1 / 0"))
+        async with engine.begin() as conn:
+            await handlers.register_user(conn, email="again@example.com", name="Again")
         # The one pooled connection was rolled back and reused, not thrown away.
         assert await backend_pid(engine) == before
     finally:
@@ -175,13 +174,12 @@ async def test_pool_serves_again_after_a_failed_statement(users_settings, admin)
 async def test_pool_recovers_after_an_idle_connection_is_killed(users_settings, admin):
     # ping_after_idle=0: every checkout counts as idle, so the pool checks before handing out.
     engine = make_engine(users_settings().database_url, pool_size=1, ping_after_idle=0)
-    sessions = make_sessions(engine)
     try:
         victim = await backend_pid(engine)
         async with admin.connect() as conn:
             assert await conn.scalar(sa.select(sa.func.pg_terminate_backend(victim)))
-        async with sessions.begin() as session:
-            await handlers.register_user(session, email="revived@example.com", name="Revived")
+        async with engine.begin() as tx:
+            await handlers.register_user(tx, email="revived@example.com", name="Revived")
         assert await backend_pid(engine) != victim
     finally:
         await engine.dispose()
@@ -192,7 +190,6 @@ async def test_a_connection_the_server_closed_is_replaced_before_use(users_setti
     # Used moments ago, so not pinged (ping_after_idle=60): the pool still notices, for free,
     # a connection the server closed (restart, terminate), and no transaction fails for it.
     engine = make_engine(users_settings().database_url, pool_size=1, ping_after_idle=60)
-    sessions = make_sessions(engine)
     try:
         async with engine.connect() as conn:
             victim = await conn.scalar(sa.text("SELECT pg_backend_pid()"))
@@ -202,8 +199,8 @@ async def test_a_connection_the_server_closed_is_replaced_before_use(users_setti
         # The server has closed it; once the client has read that, it is known to be gone.
         await eventually(client_side.is_closed, message="the client saw the close")
 
-        async with sessions.begin() as session:
-            await handlers.register_user(session, email="revived@example.com", name="Revived")
+        async with engine.begin() as tx:
+            await handlers.register_user(tx, email="revived@example.com", name="Revived")
 
         assert await backend_pid(engine) != victim
     finally:

@@ -7,7 +7,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from shared.db import make_engine, make_sessions
+from shared.db import make_engine
 from shared.envelope import CONTENT_TYPE, decode
 from tests.integration.users.probes import count, outbox_types
 from tests.support.eventually import eventually
@@ -87,18 +87,17 @@ async def test_requests_that_fail_or_change_nothing_publish_nothing(users, admin
 
 async def test_rolled_back_transaction_leaves_no_user_and_no_outbox_row(database, admin):
     engine = make_engine(database.url("users"))
-    sessions = make_sessions(engine)
 
     class Abandoned(Exception):
         pass
 
     try:
         with pytest.raises(Abandoned):
-            async with sessions.begin() as session:
-                await handlers.register_user(session, email="gone@example.com", name="Gone")
+            async with engine.begin() as conn:
+                await handlers.register_user(conn, email="gone@example.com", name="Gone")
                 # Both writes happened inside the transaction...
-                assert await session.scalar(sa.select(sa.func.count()).select_from(db.users)) == 1
-                assert await session.scalar(sa.select(sa.func.count()).select_from(db.outbox)) == 1
+                assert await conn.scalar(sa.select(sa.func.count()).select_from(db.users)) == 1
+                assert await conn.scalar(sa.select(sa.func.count()).select_from(db.outbox)) == 1
                 raise Abandoned
     finally:
         await engine.dispose()
