@@ -196,9 +196,13 @@ class KafkaConsumer:
                     self._fetching = False
                 _check_client(consumer)
                 self._unhandled = sum(map(len, batch.values()))
-                async with self._busy, asyncio.TaskGroup() as partitions:
-                    for tp, records in batch.items():
-                        partitions.create_task(self._drain(consumer, tp, records))
+                async with self._busy:
+                    async with asyncio.TaskGroup() as partitions:
+                        drains = [
+                            partitions.create_task(self._drain(consumer, tp, records))
+                            for tp, records in batch.items()
+                        ]
+                    await self._commit(consumer, dict(d.result() for d in drains if d.result()))
                 self._unhandled = 0  # records not handled were rewound: waiting on the broker
         except asyncio.CancelledError:
             if not self._stopping:
@@ -212,13 +216,10 @@ class KafkaConsumer:
 
     async def _drain(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord]
-    ) -> None:
-        """Handle one partition's records in order, then commit what was handled.
-
-        One commit per batch, not per record: a member that dies mid-batch hands the handled
-        records to the group again, and the inbox makes their second run change nothing.
-        """
-        handled: int | None = None  # offset of the last record whose handler finished
+    ) -> tuple[TopicPartition, int] | None:
+        """Handle one partition's records in order; the offset to commit then (one past the last
+        record handled), or None when none was."""
+        handled: int | None = None
         for record in records:
             if self._stopping or tp not in self.partitions or not await self._handle(record):
                 self._rewind(consumer, tp, record.offset)
@@ -226,14 +227,24 @@ class KafkaConsumer:
             handled = record.offset
             self._unhandled -= 1
             self.progress.advance()
-        if handled is None:
+        return None if handled is None else (tp, handled + 1)
+
+    @staticmethod
+    async def _commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        """Commit what a batch handled, every partition in one request.
+
+        Once per batch, not per record nor per partition: a member that dies before it hands
+        the handled records to the group again, and the inbox makes their second run change
+        nothing.
+        """
+        if not offsets:
             return
         try:
-            await consumer.commit({tp: handled + 1})
+            await consumer.commit(offsets)
         except CommitFailedError:
-            # The partition moved on: its new owner starts at the last commit, and the inbox
+            # The partitions moved on: their new owners start at the last commit, and the inbox
             # makes the records handled here harmless to run again.
-            log.warning("kafka.commit_lost_to_rebalance", partition=str(tp))
+            log.warning("kafka.commit_lost_to_rebalance", partitions=sorted(map(str, offsets)))
 
     @staticmethod
     def _rewind(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
