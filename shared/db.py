@@ -153,10 +153,11 @@ class AsyncpgStatement:
 
     SQLAlchemy compiles it once per set of parameter names, to the SQL it would send itself; a
     call then costs asyncpg's share alone (see `driver`). What SQLAlchemy would do at each call
-    instead is refused when compiling: converting values (JSON, enums, arrays), expanding IN
-    lists, Python-side defaults, values computed by a callable. A parameter left out is an
-    error, as through SQLAlchemy. The rows come back as asyncpg's records, and the errors are
-    asyncpg's own (the classifiers below read them; `except sa.exc...` does not).
+    instead is refused when compiling: converting values either way (JSON, enums, arrays),
+    expanding IN lists, Python-side defaults, values computed by a callable. So a row comes back
+    with the values SQLAlchemy would give, read the same way (`Row`). A parameter left out is
+    an error, as through SQLAlchemy. The errors are asyncpg's own (the classifiers below read
+    them; `except sa.exc...` does not).
     """
 
     def __init__(self, statement: sa.Executable) -> None:
@@ -168,9 +169,23 @@ class AsyncpgStatement:
         sql, values = self._bound(params)
         await (await driver(conn)).execute(sql, *values)
 
-    async def fetchrow(self, conn: AsyncConnection, **params: object) -> asyncpg.Record | None:
+    async def first(self, conn: AsyncConnection, **params: object) -> Row | None:
+        """The first row, or None (SQLAlchemy's `Result.first()`)."""
         sql, values = self._bound(params)
-        return await (await driver(conn)).fetchrow(sql, *values)
+        record = await (await driver(conn)).fetchrow(sql, *values)
+        return None if record is None else Row(record)
+
+    async def one(self, conn: AsyncConnection, **params: object) -> Row:
+        """The one row; NoResultFound when there is none (SQLAlchemy's `Result.one()`, for a
+        statement that returns at most one)."""
+        row = await self.first(conn, **params)
+        if row is None:
+            raise exc.NoResultFound("No row was found when one was required")
+        return row
+
+    async def all(self, conn: AsyncConnection, **params: object) -> list[Row]:
+        sql, values = self._bound(params)
+        return [Row(record) for record in await (await driver(conn)).fetch(sql, *values)]
 
     def _bound(self, params: dict[str, object]) -> tuple[str, list[object]]:
         names = tuple(params)
@@ -189,6 +204,7 @@ class AsyncpgStatement:
             or compiled.insert_prefetch  # Python-side defaults computed at each call
             or compiled.update_prefetch
             or [n for n in compiled.positiontup if binds[n].callable is not None]
+            or [c[0] for c in compiled._result_columns if _converts_results(c[3])]
         )
         if per_call:
             raise TypeError(
@@ -198,6 +214,40 @@ class AsyncpgStatement:
             raise TypeError(f"a value is required for {missing}")
         # The statement's own values (a 0 in a comparison, say) stand where no parameter does.
         return compiled.string, [(n, binds[n].effective_value) for n in compiled.positiontup]
+
+
+def _converts_results(type_: sa.types.TypeEngine) -> bool:
+    """SQLAlchemy converts each value of this type coming back (an enum, a float as Decimal)."""
+    try:
+        return type_.dialect_impl(_ASYNCPG).result_processor(_ASYNCPG, None) is not None
+    except Exception:  # its converter depends on the type the server names: it has one
+        return True
+
+
+class Row:
+    """A row asyncpg returned, read as SQLAlchemy's rows are: by column name (`row.status`), or
+    as a mapping (`row._mapping`, `row._asdict()`)."""
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: asyncpg.Record) -> None:
+        self._record = record
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return self._record[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def _mapping(self) -> dict[str, object]:
+        return dict(self._record.items())
+
+    def _asdict(self) -> dict[str, object]:
+        return dict(self._record.items())
+
+    def __repr__(self) -> str:
+        return f"Row({dict(self._record.items())!r})"
 
 
 _ASYNCPG = postgresql.asyncpg.dialect()

@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orders.domain import OrderStatus
-from shared.db import AsyncpgStatement, page_of, violated_constraint
+from shared.db import AsyncpgStatement, Row, page_of, violated_constraint
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -76,36 +76,43 @@ def is_key_clash(error: sa.exc.IntegrityError) -> bool:
 
 
 # Statements on every order's path, built once: building one per call costs more than running it.
+# Those SQLAlchemy has no value to convert for go to asyncpg directly (shared.db.AsyncpgStatement).
 _ORDER = sa.select(orders).where(orders.c.id == sa.bindparam("order_id"))
+_FETCH_ORDER = AsyncpgStatement(_ORDER)
 # Locked: serialises HTTP cancels and consumed events on the same order.
-_ORDER_FOR_UPDATE = _ORDER.with_for_update()
-_INSERT_ORDER = sa.insert(orders).returning(*orders.c)
+_FETCH_ORDER_FOR_UPDATE = AsyncpgStatement(_ORDER.with_for_update())
+_INSERT_ORDER = sa.insert(orders).returning(*orders.c)  # through SQLAlchemy: `items` is JSON
 _UPDATE_ORDER = (
     sa.update(orders)
     .where(orders.c.id == sa.bindparam("target_id"))
     .values(updated_at=sa.func.now())
     .returning(*orders.c)
 )
+_UPDATE_ORDER_NOW = AsyncpgStatement(_UPDATE_ORDER)
+_UPDATE_ORDER_ASKED_REFUND = AsyncpgStatement(
+    _UPDATE_ORDER.values(refund_requested_at=sa.func.now())
+)
 _REMEMBER_KEY = sa.insert(idempotency_keys)
-_KEY = sa.select(idempotency_keys).where(idempotency_keys.c.key == sa.bindparam("given_key"))
-# History lines are written on every order event and read back only by people: on asyncpg
-# directly (shared.db.AsyncpgStatement).
+_KEY = AsyncpgStatement(
+    sa.select(idempotency_keys).where(idempotency_keys.c.key == sa.bindparam("given_key"))
+)
+# History lines are written on every order event and read back only by people.
 _RECORD = AsyncpgStatement(sa.insert(order_history).inline())
 
 
-async def fetch_order(conn: AsyncConnection, order_id: uuid.UUID, *, lock: bool = False):
-    query = _ORDER_FOR_UPDATE if lock else _ORDER
-    return (await conn.execute(query, {"order_id": order_id})).first()
+async def fetch_order(
+    conn: AsyncConnection, order_id: uuid.UUID, *, lock: bool = False
+) -> Row | None:
+    query = _FETCH_ORDER_FOR_UPDATE if lock else _FETCH_ORDER
+    return await query.first(conn, order_id=order_id)
 
 
 async def update_order(
     conn: AsyncConnection, order_id: uuid.UUID, *, refund_requested: bool = False, **changes
-) -> sa.Row:
+) -> Row:
     """Write `changes` (and the moment a refund was asked for); returns the order as it is now."""
-    statement = _UPDATE_ORDER
-    if refund_requested:
-        statement = statement.values(refund_requested_at=sa.func.now())
-    return (await conn.execute(statement, {**changes, "target_id": order_id})).one()
+    statement = _UPDATE_ORDER_ASKED_REFUND if refund_requested else _UPDATE_ORDER_NOW
+    return await statement.one(conn, **changes, target_id=order_id)
 
 
 async def list_orders(conn: AsyncConnection, user_id: uuid.UUID | None, *, offset: int, limit: int):
@@ -143,8 +150,8 @@ async def remember_key(conn: AsyncConnection, key: str, request_hash: str, order
     await conn.execute(_REMEMBER_KEY, row)
 
 
-async def find_key(conn: AsyncConnection, key: str) -> sa.Row | None:
-    return (await conn.execute(_KEY, {"given_key": key})).first()
+async def find_key(conn: AsyncConnection, key: str) -> Row | None:
+    return await _KEY.first(conn, given_key=key)
 
 
 async def record(conn: AsyncConnection, order_id: uuid.UUID, event: str, outcome: str, **rest):

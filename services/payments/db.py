@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import AsyncpgStatement, page_of
+from shared.db import AsyncpgStatement, Row, page_of
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -69,8 +69,7 @@ inbox = inbox_table(metadata, SCHEMA)
 
 
 # The statements every payment runs, built once: building one per call costs more than running it.
-# The lock and the webhook rows are on every payment's path, and their callers read at most
-# whether a row came back: on asyncpg directly (shared.db.AsyncpgStatement).
+# Those SQLAlchemy has no value to convert for go to asyncpg directly (shared.db.AsyncpgStatement).
 _LOCK_ORDER = AsyncpgStatement(
     sa.select(
         sa.func.pg_advisory_xact_lock(
@@ -78,12 +77,14 @@ _LOCK_ORDER = AsyncpgStatement(
         )
     )
 )
-_INSERT_PAYMENT = (
+_INSERT_PAYMENT = (  # through SQLAlchemy: `trace_context` is JSON
     insert(payments).on_conflict_do_nothing(index_elements=["order_id"]).returning(*payments.c)
 )
-_PAYMENT_FOR_ORDER = sa.select(payments).where(payments.c.order_id == sa.bindparam("order_id"))
-_PAYMENT = sa.select(payments).where(payments.c.id == sa.bindparam("payment_id"))
-_UPDATE_PAYMENT = (
+_PAYMENT_FOR_ORDER = AsyncpgStatement(
+    sa.select(payments).where(payments.c.order_id == sa.bindparam("order_id"))
+)
+_PAYMENT = AsyncpgStatement(sa.select(payments).where(payments.c.id == sa.bindparam("payment_id")))
+_UPDATE_PAYMENT = AsyncpgStatement(
     sa.update(payments)
     .where(payments.c.id == sa.bindparam("target_id"))
     .values(updated_at=sa.func.now())
@@ -101,7 +102,7 @@ _RECORD_SETTLED_WEBHOOK = AsyncpgStatement(
     .on_conflict_do_nothing(index_elements=["webhook_id"])
     .returning(webhooks.c.webhook_id)
 )
-_PENDING_WEBHOOKS = (
+_PENDING_WEBHOOKS = AsyncpgStatement(
     sa.select(webhooks)
     .where(webhooks.c.order_id == sa.bindparam("order_id"), webhooks.c.state == "pending")
     .order_by(webhooks.c.seq)
@@ -127,12 +128,12 @@ async def insert_payment(conn: AsyncConnection, **values) -> sa.Row | None:
     return (await conn.execute(_INSERT_PAYMENT, values)).first()
 
 
-async def payment_for_order(conn: AsyncConnection, order_id: uuid.UUID) -> sa.Row | None:
-    return (await conn.execute(_PAYMENT_FOR_ORDER, {"order_id": order_id})).first()
+async def payment_for_order(conn: AsyncConnection, order_id: uuid.UUID) -> Row | None:
+    return await _PAYMENT_FOR_ORDER.first(conn, order_id=order_id)
 
 
-async def fetch_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> sa.Row | None:
-    return (await conn.execute(_PAYMENT, {"payment_id": payment_id})).first()
+async def fetch_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> Row | None:
+    return await _PAYMENT.first(conn, payment_id=payment_id)
 
 
 async def list_payments(
@@ -142,24 +143,24 @@ async def list_payments(
     return await page_of(conn, payments, *where, offset=offset, limit=limit)
 
 
-async def update_payment(conn: AsyncConnection, payment_id: uuid.UUID, **values) -> sa.Row:
-    return (await conn.execute(_UPDATE_PAYMENT, {**values, "target_id": payment_id})).one()
+async def update_payment(conn: AsyncConnection, payment_id: uuid.UUID, **values) -> Row:
+    return await _UPDATE_PAYMENT.one(conn, **values, target_id=payment_id)
 
 
 async def record_webhook(conn: AsyncConnection, **values) -> bool:
     """Store a webhook to apply once its payment exists; False if its webhook-id was stored before."""
-    return await _RECORD_PENDING_WEBHOOK.fetchrow(conn, **values) is not None
+    return await _RECORD_PENDING_WEBHOOK.first(conn, **values) is not None
 
 
 async def record_settled_webhook(conn: AsyncConnection, **values) -> bool:
     """Store a webhook as already applied or ignored (`state`, `outcome`); False if its
     webhook-id was stored before."""
-    return await _RECORD_SETTLED_WEBHOOK.fetchrow(conn, **values) is not None
+    return await _RECORD_SETTLED_WEBHOOK.first(conn, **values) is not None
 
 
-async def pending_webhooks(conn: AsyncConnection, order_id: uuid.UUID) -> list[sa.Row]:
+async def pending_webhooks(conn: AsyncConnection, order_id: uuid.UUID) -> list[Row]:
     """Webhooks that arrived before the order's payment existed, in the order received."""
-    return list(await conn.execute(_PENDING_WEBHOOKS, {"order_id": order_id}))
+    return await _PENDING_WEBHOOKS.all(conn, order_id=order_id)
 
 
 async def settle_webhook(conn: AsyncConnection, webhook_id: str, state: str, outcome: str) -> None:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import AsyncpgStatement, page_of, violated_constraint
+from shared.db import AsyncpgStatement, Row, page_of, violated_constraint
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 from users.domain import EmailTaken, StatsUnderflow, UserNotFound
@@ -43,7 +43,9 @@ inbox = inbox_table(metadata, SCHEMA)
 
 # Statements on every order's path, built once: building one per call costs more than running it.
 _USER = sa.select(users).where(users.c.id == sa.bindparam("user_id"))
-_USER_FOR_UPDATE = _USER.with_for_update()
+# Read for every order placed: on asyncpg directly (shared.db.AsyncpgStatement).
+_FETCH_USER = AsyncpgStatement(_USER)
+_FETCH_USER_FOR_UPDATE = AsyncpgStatement(_USER.with_for_update())
 _orders_paid = users.c.orders_paid + sa.bindparam("orders", type_=sa.Integer)
 _spent = users.c.lifetime_spent_cents + sa.bindparam("cents", type_=sa.BigInteger)
 # On every paid or refunded order: on asyncpg directly (shared.db.AsyncpgStatement).
@@ -57,9 +59,9 @@ _ADD_TO_STATS = AsyncpgStatement(
 
 async def fetch_user(
     conn: AsyncConnection, user_id: uuid.UUID, *, for_update: bool = False
-) -> sa.Row | None:
-    query = _USER_FOR_UPDATE if for_update else _USER
-    return (await conn.execute(query, {"user_id": user_id})).first()
+) -> Row | None:
+    query = _FETCH_USER_FOR_UPDATE if for_update else _FETCH_USER
+    return await query.first(conn, user_id=user_id)
 
 
 async def list_users(conn: AsyncConnection, *, offset: int, limit: int) -> tuple[list[sa.Row], int]:
@@ -119,7 +121,7 @@ async def add_to_stats(conn: AsyncConnection, user_id: uuid.UUID, orders: int, c
 
     UserNotFound if there is no such user; StatsUnderflow if the result would be negative.
     """
-    updated = await _ADD_TO_STATS.fetchrow(conn, user_id=user_id, orders=orders, cents=cents)
+    updated = await _ADD_TO_STATS.first(conn, user_id=user_id, orders=orders, cents=cents)
     if updated is None:
         # Checked in the database rather than by catching the CHECK violation: an error would
         # abort the whole transaction, inbox row included.

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import OutsideTransaction, driver, make_engine, reading
+from shared.db import AsyncpgStatement, OutsideTransaction, driver, make_engine, reading
 from tests.support.eventually import eventually
 from tests.support.proxy import TcpProxy
 
@@ -192,3 +194,33 @@ async def test_driver_reaches_the_asyncpg_connection_a_connection_holds_now(url)
                 assert second is not first and second.is_in_transaction()
     finally:
         await engine.dispose()
+
+
+async def test_a_row_through_asyncpg_reads_as_sqlalchemys_does(engine):
+    """AsyncpgStatement's rows give the values SQLAlchemy's would, by name and as a mapping."""
+    things = sa.Table(
+        "things",
+        sa.MetaData(),
+        sa.Column("id", sa.Uuid, primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("cents", sa.BigInteger, nullable=False),
+        sa.Column("body", JSONB, nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    )
+    async with engine.begin() as conn:
+        await conn.run_sync(things.metadata.create_all)
+        await conn.execute(
+            sa.insert(things),
+            {"id": uuid.uuid4(), "name": "one", "cents": 2**40, "body": {"a": [1, "b"]}},
+        )
+    query = sa.select(things).where(things.c.name == sa.bindparam("wanted"))
+    async with reading(engine) as conn:
+        expected = (await conn.execute(query, {"wanted": "one"})).one()
+        row = await AsyncpgStatement(query).one(conn, wanted="one")
+        assert row._mapping == row._asdict() == expected._asdict()
+        assert (row.id, row.body, row.at) == (expected.id, expected.body, expected.at)
+        assert await AsyncpgStatement(query).first(conn, wanted="none") is None
+        with pytest.raises(sa.exc.NoResultFound):
+            await AsyncpgStatement(query).one(conn, wanted="none")
+        with pytest.raises(AttributeError):
+            row.missing  # noqa: B018

@@ -45,6 +45,7 @@ def test_values_follow_the_sql_and_the_statements_own_literals_fill_the_rest():
         (sa.insert(things).inline(), {"id": uuid.uuid4(), "count": 1}),  # the Python default
         (sa.select(things).where(things.c.id.in_(sa.bindparam("ids", expanding=True))),
          {"ids": [uuid.uuid4()]}),  # an IN list, rendered at each call
+        (sa.select(sa.cast(things.c.count, sa.Float(asdecimal=True))), {}),  # a value coming back
     ],
 )  # fmt: skip
 def test_what_sqlalchemy_would_do_at_each_call_is_refused(statement, params):
