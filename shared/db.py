@@ -119,6 +119,10 @@ async def driver(conn: AsyncConnection) -> asyncpg.Connection:
     adapted = fairy.dbapi_connection
     if adapted.isolation_level == "autocommit":
         return adapted.driver_connection
+    if not conn.in_transaction():
+        # As conn.execute() would begin one (engine.connect(), then statements): a transaction
+        # SQLAlchemy knows of, so conn.commit() and conn.rollback() end what is written below.
+        await conn.begin()
     if adapted._transaction is None:
         # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs itself; a
         # statement sent around it first would run, and commit, outside the transaction.

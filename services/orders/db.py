@@ -76,7 +76,8 @@ def is_key_clash(error: sa.exc.IntegrityError) -> bool:
 
 
 # Statements on every order's path, built once: building one per call costs more than running it.
-# Those SQLAlchemy has no value to convert for go to asyncpg directly (shared.db.AsyncpgStatement).
+# Those whose values SQLAlchemy has nothing to convert for go to asyncpg directly
+# (shared.db.AsyncpgStatement).
 _ORDER = sa.select(orders).where(orders.c.id == sa.bindparam("order_id"))
 _FETCH_ORDER = AsyncpgStatement(_ORDER)
 # Locked: serialises HTTP cancels and consumed events on the same order.

@@ -69,7 +69,8 @@ inbox = inbox_table(metadata, SCHEMA)
 
 
 # The statements every payment runs, built once: building one per call costs more than running it.
-# Those SQLAlchemy has no value to convert for go to asyncpg directly (shared.db.AsyncpgStatement).
+# Those whose values SQLAlchemy has nothing to convert for go to asyncpg directly
+# (shared.db.AsyncpgStatement).
 _LOCK_ORDER = AsyncpgStatement(
     sa.select(
         sa.func.pg_advisory_xact_lock(

@@ -233,8 +233,8 @@ class KafkaConsumer:
     async def _commit(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         """Commit what a batch handled, every partition in one request.
 
-        Once per batch, not per record nor per partition: a member that dies before it hands
-        the handled records to the group again, and the inbox makes their second run change
+        Once per batch, not per record nor per partition: the records of a member that dies
+        before its commit go to the group again, and the inbox makes their second run change
         nothing.
         """
         if not offsets:

@@ -224,3 +224,17 @@ async def test_a_row_through_asyncpg_reads_as_sqlalchemys_does(engine):
             await AsyncpgStatement(query).one(conn, wanted="none")
         with pytest.raises(AttributeError):
             row.missing  # noqa: B018
+
+
+async def test_statements_on_asyncpg_end_with_the_transaction_sqlalchemy_knows(url):
+    """On a connection nothing began (engine.connect()), driver() begins the transaction as
+    conn.execute() would, so conn.rollback() and conn.commit() end what asyncpg wrote."""
+    engine = make_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            raw = await driver(conn)
+            assert conn.in_transaction() and raw.is_in_transaction()
+            await conn.rollback()
+            assert not raw.is_in_transaction()
+    finally:
+        await engine.dispose()
