@@ -243,15 +243,15 @@ class Row:
         except KeyError:
             raise AttributeError(name) from None
 
-    @property
-    def _mapping(self) -> dict[str, object]:
-        return dict(self._record.items())
-
     def _asdict(self) -> dict[str, object]:
         return dict(self._record.items())
 
+    @property
+    def _mapping(self) -> dict[str, object]:
+        return self._asdict()
+
     def __repr__(self) -> str:
-        return f"Row({dict(self._record.items())!r})"
+        return f"Row({self._asdict()!r})"
 
 
 _ASYNCPG = postgresql.asyncpg.dialect()
