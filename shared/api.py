@@ -1,4 +1,4 @@
-"""What every service's HTTP layer shares: the request's transaction, its correlation id, pages,
+"""What every service's HTTP layer shares: the database, the request's correlation id, pages,
 the error answers every route documents, and the text a request may carry."""
 
 from __future__ import annotations
@@ -10,31 +10,21 @@ from typing import Annotated, Any, Generic, Self, TypeVar
 
 from fastapi import Depends, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from shared.db import reading
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
 
 
-async def transaction(request: Request):
-    """One transaction per request: committed when the handler returns, rolled back if it raises."""
-    async with request.app.state.runtime.engine.begin() as conn:
-        yield conn
+def database(request: Request) -> AsyncEngine:
+    """The service's database, for a route to open its transaction in its body.
 
-
-# scope="function": commit before the response is sent, so a 2xx means the change is stored
-# (and a failing commit is answered as an error, not after a success was already sent).
-TransactionDep = Annotated[AsyncConnection, Depends(transaction, scope="function")]
-
-
-async def read_only(request: Request):
-    """A connection without a transaction, for a request answered by one query."""
-    async with reading(request.app.state.runtime.engine) as conn:
-        yield conn
-
-
-ReadDep = Annotated[AsyncConnection, Depends(read_only, scope="function")]
+    Not a dependency: FastAPI runs dependencies before it validates the path, query and body, so
+    a connection taken in one would make bad input wait for the database, and answer 503 instead
+    of 422 while it is down. `async with database(request).begin() as conn:` in the body commits
+    before the response is sent, so a 2xx means the change is stored; `shared.db.reading()`
+    serves a request answered by one query.
+    """
+    return request.app.state.runtime.engine
 
 
 def correlation_id(request: Request) -> str | None:

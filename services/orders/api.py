@@ -22,14 +22,14 @@ from orders.domain import (
 from shared.api import (
     Page,
     PageDep,
-    ReadDep,
     RequestBody,
     Resource,
-    TransactionDep,
     correlation_id,
+    database,
     errors,
     token,
 )
+from shared.db import reading
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
 
@@ -120,7 +120,7 @@ async def create_order(
     items = [Item(i.sku, i.quantity, i.unit_price_cents) for i in body.items]
     try:
         row, replayed = await handlers.place_order(
-            request.app.state.runtime.engine,
+            database(request),
             request.app.state.users,
             user_id=body.user_id,
             currency=body.currency,
@@ -140,9 +140,10 @@ async def create_order(
 
 
 @router.get("/{order_id}", response_model=OrderOut, responses=errors(MISSING))
-async def get_order(order_id: uuid.UUID, conn: ReadDep) -> OrderOut:
+async def get_order(order_id: uuid.UUID, request: Request) -> OrderOut:
     """One order."""
-    row = await db.fetch_order(conn, order_id)
+    async with reading(database(request)) as conn:
+        row = await db.fetch_order(conn, order_id)
     if row is None:
         raise _missing(order_id)
     return OrderOut.of(row)
@@ -150,10 +151,11 @@ async def get_order(order_id: uuid.UUID, conn: ReadDep) -> OrderOut:
 
 @router.get("", response_model=OrderPage, responses=errors())
 async def list_orders(
-    conn: TransactionDep, asked: PageDep, user_id: uuid.UUID | None = None
+    request: Request, asked: PageDep, user_id: uuid.UUID | None = None
 ) -> OrderPage:
     """Orders, oldest first, of one user when `user_id` is given, a page at a time."""
-    rows, total = await db.list_orders(conn, user_id, offset=asked.offset, limit=asked.limit)
+    async with database(request).begin() as conn:
+        rows, total = await db.list_orders(conn, user_id, offset=asked.offset, limit=asked.limit)
     return OrderPage.of([OrderOut.of(r) for r in rows], total=total, asked=asked)
 
 
@@ -164,14 +166,19 @@ async def list_orders(
         MISSING | {status.HTTP_409_CONFLICT: "The order is no longer pending_payment"}
     ),
 )
-async def cancel_order(order_id: uuid.UUID, conn: TransactionDep, request: Request) -> OrderOut:
+async def cancel_order(order_id: uuid.UUID, request: Request) -> OrderOut:
     """Cancel an order still waiting for its payment; 409 once it has moved on."""
     try:
-        row = await handlers.cancel_order(conn, order_id, correlation_id=correlation_id(request))
+        async with database(request).begin() as conn:
+            row = await handlers.cancel_order(
+                conn, order_id, correlation_id=correlation_id(request)
+            )
+            # Built before the commit: an answer that cannot be built leaves nothing changed.
+            cancelled = OrderOut.of(row)
     except OrderNotFound as exc:
         raise _missing(order_id) from exc
     except NotCancellable as exc:
         raise HTTPException(
             409, f"order is {exc.args[0]}, only pending_payment can be cancelled"
         ) from exc
-    return OrderOut.of(row)
+    return cancelled

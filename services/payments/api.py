@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 
 from payments import db
 from payments.domain import PaymentStatus
-from shared.api import Page, PageDep, ReadDep, Resource, TransactionDep, errors
+from shared.api import Page, PageDep, Resource, database, errors
+from shared.db import reading
 
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
 
@@ -35,9 +36,10 @@ PaymentPage = Page[PaymentOut]
     response_model=PaymentOut,
     responses=errors({status.HTTP_404_NOT_FOUND: "No such payment"}),
 )
-async def get_payment(payment_id: uuid.UUID, conn: ReadDep) -> PaymentOut:
+async def get_payment(payment_id: uuid.UUID, request: Request) -> PaymentOut:
     """One payment and its status."""
-    row = await db.fetch_payment(conn, payment_id)
+    async with reading(database(request)) as conn:
+        row = await db.fetch_payment(conn, payment_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"payment {payment_id} not found")
     return PaymentOut.of(row)
@@ -45,10 +47,11 @@ async def get_payment(payment_id: uuid.UUID, conn: ReadDep) -> PaymentOut:
 
 @router.get("", response_model=PaymentPage, responses=errors())
 async def list_payments(
-    conn: TransactionDep, asked: PageDep, order_id: uuid.UUID | None = None
+    request: Request, asked: PageDep, order_id: uuid.UUID | None = None
 ) -> PaymentPage:
     """Payments, oldest first, a page at a time; `order_id` gives that order's payment."""
-    rows, total = await db.list_payments(
-        conn, order_id=order_id, offset=asked.offset, limit=asked.limit
-    )
+    async with database(request).begin() as conn:
+        rows, total = await db.list_payments(
+            conn, order_id=order_id, offset=asked.offset, limit=asked.limit
+        )
     return PaymentPage.of([PaymentOut.of(r) for r in rows], total=total, asked=asked)

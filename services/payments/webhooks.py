@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from payments import handlers
 from payments.messages import ProviderEvent
-from shared.api import Problem
+from shared.api import Problem, database
 from shared.db import is_retry_later
 from shared.metrics import WEBHOOKS
 from shared.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, InvalidWebhook
@@ -96,7 +96,7 @@ async def receive_psp_webhook(request: Request, response: Response) -> WebhookRe
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         raise _error(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid", errors) from None
     try:
-        async with request.app.state.runtime.engine.begin() as conn:
+        async with database(request).begin() as conn:
             outcome = await handlers.receive_webhook(conn, webhook_id, event, body)
     except Exception as exc:
         if not is_retry_later(exc):

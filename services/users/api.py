@@ -13,13 +13,13 @@ from pydantic import BaseModel, EmailStr, Field
 from shared.api import (
     Page,
     PageDep,
-    ReadDep,
     RequestBody,
-    TransactionDep,
     correlation_id,
+    database,
     errors,
     visible_text,
 )
+from shared.db import reading
 from users import db, handlers
 from users.domain import EmailTaken, UserNotFound
 
@@ -102,58 +102,62 @@ MISSING = {status.HTTP_404_NOT_FOUND: "No such user"}
     response_model=UserOut,
     responses=errors(CONFLICT, body=True),
 )
-async def create_user(
-    body: UserCreate, conn: TransactionDep, request: Request, response: Response
-) -> UserOut:
+async def create_user(body: UserCreate, request: Request, response: Response) -> UserOut:
     """Register a user; 409 if the email is taken (in any letter case)."""
     try:
-        row = await handlers.register_user(
-            conn, email=body.email, name=body.name, correlation_id=correlation_id(request)
-        )
+        async with database(request).begin() as conn:
+            row = await handlers.register_user(
+                conn, email=body.email, name=body.name, correlation_id=correlation_id(request)
+            )
+            # Built before the commit: an answer that cannot be built leaves nothing stored.
+            created = UserOut.of(row)
     except EmailTaken as exc:
         raise _conflict(exc) from exc
-    response.headers["Location"] = f"{router.prefix}/{row.id}"
-    return UserOut.of(row)
+    response.headers["Location"] = f"{router.prefix}/{created.id}"
+    return created
 
 
 @router.get("/{user_id}", response_model=UserOut, responses=errors(MISSING))
-async def get_user(user_id: uuid.UUID, conn: ReadDep) -> UserOut:
+async def get_user(user_id: uuid.UUID, request: Request) -> UserOut:
     """One user with their lifetime order stats."""
-    row = await db.fetch_user(conn, user_id)
+    async with reading(database(request)) as conn:
+        row = await db.fetch_user(conn, user_id)
     if row is None:
         raise _missing(user_id)
     return UserOut.of(row)
 
 
 @router.get("", response_model=UserPage, responses=errors())
-async def list_users(conn: TransactionDep, asked: PageDep) -> UserPage:
+async def list_users(request: Request, asked: PageDep) -> UserPage:
     """Users, oldest first, a page at a time; a page past the last is empty."""
-    rows, total = await db.list_users(conn, offset=asked.offset, limit=asked.limit)
+    async with database(request).begin() as conn:
+        rows, total = await db.list_users(conn, offset=asked.offset, limit=asked.limit)
     return UserPage.of([UserOut.of(r) for r in rows], total=total, asked=asked)
 
 
 @router.patch("/{user_id}", response_model=UserOut, responses=errors(MISSING | CONFLICT, body=True))
-async def patch_user(
-    user_id: uuid.UUID, body: UserPatch, conn: TransactionDep, request: Request
-) -> UserOut:
+async def patch_user(user_id: uuid.UUID, body: UserPatch, request: Request) -> UserOut:
     """Change email and/or name; 409 if the new email is taken; nothing to change emits no event."""
     changes = body.model_dump(exclude_unset=True)
     try:
-        row = await handlers.update_user(
-            conn, user_id, changes, correlation_id=correlation_id(request)
-        )
+        async with database(request).begin() as conn:
+            row = await handlers.update_user(
+                conn, user_id, changes, correlation_id=correlation_id(request)
+            )
+            updated = UserOut.of(row)  # before the commit, as in create_user
     except UserNotFound as exc:
         raise _missing(user_id) from exc
     except EmailTaken as exc:
         raise _conflict(exc) from exc
-    return UserOut.of(row)
+    return updated
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(MISSING))
-async def delete_user(user_id: uuid.UUID, conn: TransactionDep, request: Request) -> Response:
+async def delete_user(user_id: uuid.UUID, request: Request) -> Response:
     """Delete a user; afterwards GET answers 404."""
     try:
-        await handlers.delete_user(conn, user_id, correlation_id=correlation_id(request))
+        async with database(request).begin() as conn:
+            await handlers.delete_user(conn, user_id, correlation_id=correlation_id(request))
     except UserNotFound as exc:
         raise _missing(user_id) from exc
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -171,9 +171,18 @@ async def commands(stack, names) -> AsyncIterator[Commands]:
         yield seen
 
 
-async def _serve_orders(stack, database, names, users_url: str) -> AsyncIterator[Orders]:
+async def serve_orders(
+    stack, database, names, users_url: str, **overrides
+) -> AsyncIterator[Orders]:
     settings = settings_for(
-        OrdersSettings, "orders", stack, database, names, users_url=users_url, users_timeout=1.0
+        OrdersSettings,
+        "orders",
+        stack,
+        database,
+        names,
+        users_url=users_url,
+        users_timeout=1.0,
+        **overrides,
     )
     engine = make_engine(database.admin_url)
     try:
@@ -191,14 +200,14 @@ async def _serve_orders(stack, database, names, users_url: str) -> AsyncIterator
 @pytest.fixture
 async def orders(stack, database, names, users_url, commands) -> AsyncIterator[Orders]:
     """Orders, asking the real users service."""
-    async for running in _serve_orders(stack, database, names, users_url):
+    async for running in serve_orders(stack, database, names, users_url):
         yield running
 
 
 @pytest.fixture
 async def orders_without_users(stack, database, names, commands) -> AsyncIterator[Orders]:
     """Orders whose users service is down (nothing listens on its port)."""
-    async for running in _serve_orders(stack, database, names, f"http://127.0.0.1:{closed_port()}"):
+    async for running in serve_orders(stack, database, names, f"http://127.0.0.1:{closed_port()}"):
         yield running
 
 

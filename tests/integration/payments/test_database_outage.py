@@ -73,6 +73,16 @@ async def test_unreachable_database_gives_503_then_the_retry_applies_once(paymen
     assert published.type == "payment.succeeded"
 
 
+async def test_bad_input_is_still_422_while_the_database_is_down(payments, proxy):
+    """A request is validated before it asks for a connection."""
+    proxy.cut()
+    for path in ("/api/v1/payments/not-a-uuid", "/api/v1/payments?order_id=42"):
+        response = await payments.http.get(path)
+        assert response.status_code == 422, (path, response.text)
+    # The database really is out of reach: good input is 503.
+    assert (await payments.http.get(f"/api/v1/payments/{uuid.uuid4()}")).status_code == 503
+
+
 async def test_connection_lost_mid_transaction_leaves_nothing_half_applied(
     payments, proxy, database
 ):

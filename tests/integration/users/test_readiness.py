@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -55,6 +56,33 @@ async def test_database_outage_is_503_and_the_pool_recovers(start_users, users_s
     database.restore()
     assert (await readiness(users))[0] == 200  # pre-ping replaced the dead pooled connections
     await users.create("after@example.com")
+
+
+async def test_bad_input_is_still_422_while_the_database_is_down(
+    start_users, users_settings, proxy
+):
+    """A request is validated before it asks for a connection: its caller learns what to fix,
+    not that the database is away (and a malformed request holds no connection)."""
+    direct = users_settings().database_url
+    database = await proxy(direct)
+    users = await start_users(database_url=through(database, direct))
+    await users.create("before@example.com")
+
+    database.cut()
+    malformed = [
+        ("POST", "/api/v1/users", {"email": "not an email", "name": "X"}),
+        ("GET", "/api/v1/users/not-a-uuid", None),
+        ("GET", "/api/v1/users?limit=0", None),
+        ("PATCH", "/api/v1/users/not-a-uuid", {"name": "X"}),
+        ("PATCH", f"/api/v1/users/{uuid.uuid4()}", {"nickname": "X"}),
+        ("DELETE", "/api/v1/users/not-a-uuid", None),
+    ]
+    for method, path, body in malformed:
+        response = await users.http.request(method, path, json=body)
+        assert response.status_code == 422, (method, path, response.text)
+    # The database really is out of reach: the same routes with good input are 503.
+    assert (await users.http.get(f"/api/v1/users/{uuid.uuid4()}")).status_code == 503
+    assert (await users.http.delete(f"/api/v1/users/{uuid.uuid4()}")).status_code == 503
 
 
 async def test_rabbitmq_outage_is_503_until_it_is_back(start_users, stack, proxy):
