@@ -127,9 +127,14 @@ class Pipeline:
                     concurrency: int) -> dict:  # fmt: skip
         """Post `orders`, wait until all are paid (or the timeout), and measure the phase."""
         posted = Posted()
-        label = self.args.profile and f"{self.args.profile}-{run}"
+        # The warm-up is not measured, so not profiled either.
+        label = self.args.profile and run != "warmup" and f"{self.args.profile}-{run}"
+        retries, failures = len(self.paid.webhook_retries), len(self.paid.webhook_failures)
         with profiling(self.fleet, label):
-            return await self._phase(console, posted, orders, rate_per_s, concurrency)
+            results = await self._phase(console, posted, orders, rate_per_s, concurrency)
+        results["webhook_retries"] = len(self.paid.webhook_retries) - retries
+        results["webhook_failures"] = len(self.paid.webhook_failures) - failures
+        return results
 
     async def _phase(self, console: Console, posted: Posted, orders: int,
                      rate_per_s: float | None, concurrency: int) -> dict:  # fmt: skip
@@ -206,9 +211,10 @@ async def measure(args, fleet: Fleet, endpoints, console: Console) -> dict:
         finally:
             for task in helpers:
                 task.cancel()
-    results["webhook_retries"] = len(paid.webhook_retries)
-    results["webhook_retries_sample"] = paid.webhook_retries[:3]
-    results["webhook_failures"] = len(paid.webhook_failures)
+    measured = [results[run] for run in ("throughput", "latency") if run in results]
+    results["webhook_retries"] = sum(run["webhook_retries"] for run in measured)
+    results["webhook_retries_sample"] = paid.webhook_retries[-3:]
+    results["webhook_failures"] = sum(run["webhook_failures"] for run in measured)
     return results
 
 
