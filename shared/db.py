@@ -220,6 +220,16 @@ class AsyncpgStatement:
         return compiled.string, [(n, binds[n].effective_value) for n in compiled.positiontup]
 
 
+def json_text(name: str) -> sa.Cast:
+    """A JSON column's value, bound as JSON text (`json.dumps(...)`) and cast by Postgres.
+
+    For an AsyncpgStatement that writes JSON: SQLAlchemy's own JSON binding would serialise the
+    value at each call, which AsyncpgStatement refuses. `insert(t).values(items=json_text("items"))`
+    is called with `items=json.dumps(items)`.
+    """
+    return sa.cast(sa.bindparam(name, type_=sa.Text), postgresql.JSONB)
+
+
 def _converts_results(type_: sa.types.TypeEngine) -> bool:
     """SQLAlchemy converts each value of this type coming back (an enum, a float as Decimal)."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import sqlalchemy as sa
@@ -9,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orders.domain import OrderStatus
-from shared.db import AsyncpgStatement, Row, page_of, violated_constraint
+from shared.db import AsyncpgStatement, Row, json_text, page_of, violated_constraint
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -70,7 +71,7 @@ outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
 
 
-def is_key_clash(error: sa.exc.IntegrityError) -> bool:
+def is_key_clash(error: BaseException) -> bool:
     """Another request took the same Idempotency-Key first."""
     return violated_constraint(error) == "idempotency_keys_pkey"
 
@@ -82,7 +83,9 @@ _ORDER = sa.select(orders).where(orders.c.id == sa.bindparam("order_id"))
 _FETCH_ORDER = AsyncpgStatement(_ORDER)
 # Locked: serialises HTTP cancels and consumed events on the same order.
 _FETCH_ORDER_FOR_UPDATE = AsyncpgStatement(_ORDER.with_for_update())
-_INSERT_ORDER = sa.insert(orders).returning(*orders.c)  # through SQLAlchemy: `items` is JSON
+_INSERT_ORDER = AsyncpgStatement(
+    sa.insert(orders).values(items=json_text("items")).returning(*orders.c)
+)
 _UPDATE_ORDER = (
     sa.update(orders)
     .where(orders.c.id == sa.bindparam("target_id"))
@@ -93,7 +96,7 @@ _UPDATE_ORDER_NOW = AsyncpgStatement(_UPDATE_ORDER)
 _UPDATE_ORDER_ASKED_REFUND = AsyncpgStatement(
     _UPDATE_ORDER.values(refund_requested_at=sa.func.now())
 )
-_REMEMBER_KEY = sa.insert(idempotency_keys)
+_REMEMBER_KEY = AsyncpgStatement(sa.insert(idempotency_keys))
 _KEY = AsyncpgStatement(
     sa.select(idempotency_keys).where(idempotency_keys.c.key == sa.bindparam("given_key"))
 )
@@ -133,22 +136,22 @@ async def pending_orders_of(conn: AsyncConnection, user_id: uuid.UUID) -> list[s
 
 async def insert_order(
     conn: AsyncConnection, order_id, user_id, status, total, currency, items
-) -> sa.Row:
+) -> Row:
     """Insert the order and return it as stored (defaults included), in one round trip."""
-    row = {
-        "id": order_id,
-        "user_id": user_id,
-        "status": status,
-        "total_cents": total,
-        "currency": currency,
-        "items": items,
-    }
-    return (await conn.execute(_INSERT_ORDER, row)).one()
+    return await _INSERT_ORDER.one(
+        conn,
+        id=order_id,
+        user_id=user_id,
+        status=status,
+        total_cents=total,
+        currency=currency,
+        items=json.dumps(items),
+    )
 
 
 async def remember_key(conn: AsyncConnection, key: str, request_hash: str, order_id: uuid.UUID):
-    row = {"key": key, "request_hash": request_hash, "order_id": order_id}
-    await conn.execute(_REMEMBER_KEY, row)
+    """Raises asyncpg's UniqueViolationError when the key is taken (`is_key_clash`)."""
+    await _REMEMBER_KEY.execute(conn, key=key, request_hash=request_hash, order_id=order_id)
 
 
 async def find_key(conn: AsyncConnection, key: str) -> Row | None:

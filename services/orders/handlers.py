@@ -83,7 +83,7 @@ async def place_order(
             order = await _store(conn, user_id, currency, items, correlation_id)
             if idempotency_key:
                 await db.remember_key(conn, idempotency_key, request_hash, order.id)
-    except sa.exc.IntegrityError as exc:
+    except Exception as exc:
         # A concurrent request with the same key committed first; this one rolled back whole.
         if not (idempotency_key and db.is_key_clash(exc)):
             raise

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import AsyncpgStatement, Row, page_of
+from shared.db import AsyncpgStatement, Row, json_text, page_of
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -78,8 +79,11 @@ _LOCK_ORDER = AsyncpgStatement(
         )
     )
 )
-_INSERT_PAYMENT = (  # through SQLAlchemy: `trace_context` is JSON
-    insert(payments).on_conflict_do_nothing(index_elements=["order_id"]).returning(*payments.c)
+_INSERT_PAYMENT = AsyncpgStatement(
+    insert(payments)
+    .values(trace_context=json_text("trace_context"))
+    .on_conflict_do_nothing(index_elements=["order_id"])
+    .returning(*payments.c)
 )
 _PAYMENT_FOR_ORDER = AsyncpgStatement(
     sa.select(payments).where(payments.c.order_id == sa.bindparam("order_id"))
@@ -124,9 +128,9 @@ async def lock_order(conn: AsyncConnection, order_id: uuid.UUID) -> None:
     await _LOCK_ORDER.execute(conn, order_key=str(order_id))
 
 
-async def insert_payment(conn: AsyncConnection, **values) -> sa.Row | None:
+async def insert_payment(conn: AsyncConnection, *, trace_context: dict, **values) -> Row | None:
     """The new payment, or None if the order already has one."""
-    return (await conn.execute(_INSERT_PAYMENT, values)).first()
+    return await _INSERT_PAYMENT.first(conn, trace_context=json.dumps(trace_context), **values)
 
 
 async def payment_for_order(conn: AsyncConnection, order_id: uuid.UUID) -> Row | None:
