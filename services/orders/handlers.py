@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Protocol
 
-import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -44,7 +43,7 @@ from orders.messages import (
     PaymentSucceeded,
     UserDeleted,
 )
-from shared.db import reading
+from shared.db import Row, reading
 from shared.envelope import Envelope
 from shared.handlers import Handler
 from shared.outbox import owe
@@ -69,7 +68,7 @@ async def place_order(
     items: Sequence[Item],
     idempotency_key: str | None = None,
     correlation_id: str | None = None,
-) -> tuple[sa.Row, bool]:
+) -> tuple[Row, bool]:
     """Store an order with `order.created` and `payment.requested`; (order, True) on a replay.
 
     Users is asked before any transaction opens, so no connection waits on another service.
@@ -91,7 +90,7 @@ async def place_order(
     return order, False
 
 
-async def _earlier(engine, key: str, request_hash: str) -> sa.Row | None:
+async def _earlier(engine, key: str, request_hash: str) -> Row | None:
     # Outside a transaction: the key's order was committed with it, so two reads are enough.
     async with reading(engine) as conn:
         stored = await db.find_key(conn, key)
@@ -102,7 +101,7 @@ async def _earlier(engine, key: str, request_hash: str) -> sa.Row | None:
         return await db.fetch_order(conn, stored.order_id)
 
 
-async def _store(conn, user_id, currency, items, correlation_id) -> sa.Row:
+async def _store(conn, user_id, currency, items, correlation_id) -> Row:
     order_id, total, lines = uuid.uuid4(), total_cents(items), [asdict(i) for i in items]
     status = OrderStatus.PENDING_PAYMENT
     order = await db.insert_order(conn, order_id, user_id, status, total, currency, lines)
@@ -126,7 +125,7 @@ async def _happened(
     *,
     caused_by: Envelope | None = None,
     correlation_id: str | None = None,
-) -> tuple[sa.Row, Decision] | None:
+) -> tuple[Row, Decision] | None:
     """Load the order, decide, write the decision and its history line, owe what it owes.
 
     Returns the order as it is now and the decision; None for an order that does not exist.
@@ -153,7 +152,7 @@ async def _happened(
     return order, decision
 
 
-def _message(owes: Owed, order: sa.Row) -> OrderMessage:
+def _message(owes: Owed, order: Row) -> OrderMessage:
     """The message `owes` names, filled from the order as it is now."""
     if owes is Owed.ORDER_PAID:
         return OrderPaid(order_id=order.id, user_id=order.user_id, total_cents=order.total_cents,
@@ -168,7 +167,7 @@ def _message(owes: Owed, order: sa.Row) -> OrderMessage:
 
 async def cancel_order(
     conn: AsyncConnection, order_id: uuid.UUID, *, correlation_id: str | None = None
-) -> sa.Row:
+) -> Row:
     """Cancel an order still waiting for its payment; NotCancellable otherwise."""
     cancel = Event(Trigger.CANCEL, reason=CANCELLED_ON_REQUEST)
     happened = await _happened(conn, order_id, cancel, correlation_id=correlation_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-import sqlalchemy as sa
 import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,6 +28,7 @@ from payments.messages import (
     ProviderEvent,
     RefundRequested,
 )
+from shared.db import Row
 from shared.envelope import Envelope
 from shared.handlers import Handler
 from shared.outbox import owe
@@ -39,7 +39,7 @@ log = structlog.get_logger(__name__)
 WebhookOutcome = Literal["applied", "ignored", "pending", "duplicate"]
 
 
-def _payment(row: sa.Row) -> Payment:
+def _payment(row: Row) -> Payment:
     return Payment(PaymentStatus(row.status), row.amount_cents, row.currency)
 
 
@@ -49,7 +49,7 @@ def _report(event: ProviderEvent) -> ProviderReport:
                           data.provider_payment_id, data.failure_reason)  # fmt: skip
 
 
-def _message(decision: Decision, payment: sa.Row) -> PaymentMessage:
+def _message(decision: Decision, payment: Row) -> PaymentMessage:
     """The event `decision` owes orders, filled from the payment as it is now."""
     ids = {"payment_id": payment.id, "order_id": payment.order_id}
     if decision.owes is Owed.PAYMENT_SUCCEEDED:
@@ -62,12 +62,12 @@ def _message(decision: Decision, payment: sa.Row) -> PaymentMessage:
 
 async def _apply(
     conn: AsyncConnection,
-    payment: sa.Row,
+    payment: Row,
     decision: Decision,
     webhook_id: str,
     *,
     command: Envelope | None = None,
-) -> sa.Row:
+) -> Row:
     """Write what a provider report decided and owe orders its event; the payment as it is now.
 
     A command carries the order's correlation id; a webhook alone uses the one stored with the

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.db import Row
 from shared.envelope import Envelope
 from shared.errors import PermanentError
 from shared.handlers import Handler
@@ -39,7 +40,7 @@ async def update_user(
     changes: dict,
     *,
     correlation_id: str | None = None,
-) -> sa.Row:
+) -> Row | sa.Row:
     """Apply the fields that differ and owe `user.updated`; a change to nothing emits nothing."""
     # Locked, so a concurrent update cannot slip between the comparison and the write.
     user = await db.fetch_user(conn, user_id, for_update=True)

@@ -196,6 +196,39 @@ async def test_driver_reaches_the_asyncpg_connection_a_connection_holds_now(url)
         await engine.dispose()
 
 
+async def test_driver_on_a_connection_sqlalchemy_no_longer_holds_does_as_sqlalchemy_does(url):
+    """Invalidated (the server went away under it) or closed, the connection is SQLAlchemy's to
+    replace or refuse: driver() neither hands out the dead asyncpg connection nor writes outside
+    the transaction that was lost with it."""
+    engine = make_engine(url, pool_size=2)
+    try:
+        async with engine.connect() as conn:
+            dead = await driver(conn)
+            await conn.rollback()
+            await conn.invalidate()
+            assert conn.invalidated
+            revived = await driver(conn)  # as conn.execute() would: a new connection, begun
+            assert revived is not dead and dead.is_closed()
+            assert revived.is_in_transaction()
+            assert await revived.fetchval("SELECT 1") == 1
+            await conn.commit()
+
+        async with engine.connect() as conn:
+            transaction = await conn.begin()
+            await driver(conn)
+            await conn.invalidate()
+            with pytest.raises(sa.exc.PendingRollbackError):
+                await driver(conn)  # its transaction is gone: the caller must roll back
+            await transaction.rollback()
+
+        conn = await engine.connect()
+        await conn.close()
+        with pytest.raises(sa.exc.ResourceClosedError):
+            await driver(conn)
+    finally:
+        await engine.dispose()
+
+
 async def test_a_row_through_asyncpg_reads_as_sqlalchemys_does(engine):
     """AsyncpgStatement's rows give the values SQLAlchemy's would, by name and as a mapping."""
     things = sa.Table(
