@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
@@ -128,9 +129,12 @@ async def lock_order(conn: AsyncConnection, order_id: uuid.UUID) -> None:
     await _LOCK_ORDER.execute(conn, order_key=str(order_id))
 
 
-async def insert_payment(conn: AsyncConnection, *, trace_context: dict, **values) -> Row | None:
+async def insert_payment(
+    conn: AsyncConnection, *, trace_context: Mapping[str, str] | None = None, **values
+) -> Row | None:
     """The new payment, or None if the order already has one."""
-    return await _INSERT_PAYMENT.first(conn, trace_context=json.dumps(trace_context), **values)
+    context = json.dumps(dict(trace_context or {}))
+    return await _INSERT_PAYMENT.first(conn, trace_context=context, **values)
 
 
 async def payment_for_order(conn: AsyncConnection, order_id: uuid.UUID) -> Row | None:
