@@ -128,11 +128,12 @@ class Pipeline:
         """Post `orders`, wait until all are paid (or the timeout), and measure the phase."""
         posted = Posted()
         # The warm-up is not measured, so not profiled either.
-        label = self.args.profile and run != "warmup" and f"{self.args.profile}-{run}"
+        label = f"{self.args.profile}-{run}" if self.args.profile and run != "warmup" else None
         retries, failures = len(self.paid.webhook_retries), len(self.paid.webhook_failures)
         with profiling(self.fleet, label):
             results = await self._phase(console, posted, orders, rate_per_s, concurrency)
         results["webhook_retries"] = len(self.paid.webhook_retries) - retries
+        results["webhook_retries_sample"] = self.paid.webhook_retries[retries:][:3]
         results["webhook_failures"] = len(self.paid.webhook_failures) - failures
         return results
 
@@ -213,7 +214,9 @@ async def measure(args, fleet: Fleet, endpoints, console: Console) -> dict:
                 task.cancel()
     measured = [results[run] for run in ("throughput", "latency") if run in results]
     results["webhook_retries"] = sum(run["webhook_retries"] for run in measured)
-    results["webhook_retries_sample"] = paid.webhook_retries[-3:]
+    results["webhook_retries_sample"] = [
+        s for run in measured for s in run["webhook_retries_sample"]
+    ][:3]
     results["webhook_failures"] = sum(run["webhook_failures"] for run in measured)
     return results
 

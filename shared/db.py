@@ -275,7 +275,11 @@ def quoted(table: sa.Table) -> str:
 async def page_of(
     conn: AsyncConnection, table: sa.Table, *where, offset: int, limit: int
 ) -> tuple[list[sa.Row], int]:
-    """One page of `table`'s rows matching `where`, oldest first, and how many match in all."""
+    """One page of `table`'s rows matching `where`, oldest first, and how many match in all.
+
+    The count and the page are two statements, each seeing its own moment (READ COMMITTED, in a
+    transaction or not): read them through `reading()`, which spares the BEGIN and COMMIT.
+    """
     total = await conn.scalar(sa.select(sa.func.count()).select_from(table).where(*where))
     rows = await conn.execute(
         sa.select(table)

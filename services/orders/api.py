@@ -136,6 +136,8 @@ async def create_order(
         raise HTTPException(409, "Idempotency-Key already used with a different request") from exc
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    # Built after the commit (place_order owns its transaction): should it fail, a retry with
+    # the same Idempotency-Key answers the order stored.
     return OrderOut.of(row)
 
 
@@ -154,7 +156,7 @@ async def list_orders(
     request: Request, asked: PageDep, user_id: uuid.UUID | None = None
 ) -> OrderPage:
     """Orders, oldest first, of one user when `user_id` is given, a page at a time."""
-    async with database(request).begin() as conn:
+    async with reading(database(request)) as conn:
         rows, total = await db.list_orders(conn, user_id, offset=asked.offset, limit=asked.limit)
     return OrderPage.of([OrderOut.of(r) for r in rows], total=total, asked=asked)
 

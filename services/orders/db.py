@@ -77,8 +77,7 @@ def is_key_clash(error: BaseException) -> bool:
 
 
 # Statements on every order's path, built once: building one per call costs more than running it.
-# Those whose values SQLAlchemy has nothing to convert for go to asyncpg directly
-# (shared.db.AsyncpgStatement).
+# They go to asyncpg directly (shared.db.AsyncpgStatement); JSON is bound as text (json_text).
 _ORDER = sa.select(orders).where(orders.c.id == sa.bindparam("order_id"))
 _FETCH_ORDER = AsyncpgStatement(_ORDER)
 # Locked: serialises HTTP cancels and consumed events on the same order.
@@ -135,7 +134,13 @@ async def pending_orders_of(conn: AsyncConnection, user_id: uuid.UUID) -> list[s
 
 
 async def insert_order(
-    conn: AsyncConnection, order_id, user_id, status, total, currency, items
+    conn: AsyncConnection,
+    order_id: uuid.UUID,
+    user_id: uuid.UUID,
+    status: str,
+    total: int,
+    currency: str,
+    items: list[dict],
 ) -> Row:
     """Insert the order and return it as stored (defaults included), in one round trip."""
     return await _INSERT_ORDER.one(
@@ -149,7 +154,9 @@ async def insert_order(
     )
 
 
-async def remember_key(conn: AsyncConnection, key: str, request_hash: str, order_id: uuid.UUID):
+async def remember_key(
+    conn: AsyncConnection, key: str, request_hash: str, order_id: uuid.UUID
+) -> None:
     """Raises asyncpg's UniqueViolationError when the key is taken (`is_key_clash`)."""
     await _REMEMBER_KEY.execute(conn, key=key, request_hash=request_hash, order_id=order_id)
 

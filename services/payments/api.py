@@ -50,7 +50,7 @@ async def list_payments(
     request: Request, asked: PageDep, order_id: uuid.UUID | None = None
 ) -> PaymentPage:
     """Payments, oldest first, a page at a time; `order_id` gives that order's payment."""
-    async with database(request).begin() as conn:
+    async with reading(database(request)) as conn:
         rows, total = await db.list_payments(
             conn, order_id=order_id, offset=asked.offset, limit=asked.limit
         )

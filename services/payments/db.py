@@ -71,8 +71,7 @@ inbox = inbox_table(metadata, SCHEMA)
 
 
 # The statements every payment runs, built once: building one per call costs more than running it.
-# Those whose values SQLAlchemy has nothing to convert for go to asyncpg directly
-# (shared.db.AsyncpgStatement).
+# They go to asyncpg directly (shared.db.AsyncpgStatement); JSON is bound as text (json_text).
 _LOCK_ORDER = AsyncpgStatement(
     sa.select(
         sa.func.pg_advisory_xact_lock(

@@ -130,7 +130,7 @@ async def get_user(user_id: uuid.UUID, request: Request) -> UserOut:
 @router.get("", response_model=UserPage, responses=errors())
 async def list_users(request: Request, asked: PageDep) -> UserPage:
     """Users, oldest first, a page at a time; a page past the last is empty."""
-    async with database(request).begin() as conn:
+    async with reading(database(request)) as conn:
         rows, total = await db.list_users(conn, offset=asked.offset, limit=asked.limit)
     return UserPage.of([UserOut.of(r) for r in rows], total=total, asked=asked)
 
