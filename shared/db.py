@@ -320,6 +320,10 @@ def broken_rule(error: BaseException) -> Literal["conflict", "invalid"] | None:
 def is_unavailable(error: BaseException) -> bool:
     """The database cannot serve now (down, starting or shutting down, connection cut, pool
     exhausted): nothing was committed, and the same work succeeds once that is over."""
+    if isinstance(_driver_error(error), ValueError):
+        # asyncpg's client-side DataError, a value it cannot encode for its parameter, is an
+        # InterfaceError too (and SQLAlchemy wraps it as one): a bug of ours, never an outage.
+        return False
     if isinstance(error, OSError | exc.TimeoutError | exc.InterfaceError | exc.OperationalError):
         return True
     if isinstance(error, exc.InvalidRequestError) and "connection is closed" in str(error):

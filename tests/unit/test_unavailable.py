@@ -68,6 +68,25 @@ def test_bad_data_and_bugs_are_not_an_outage(cause, arrived):
     assert not is_unavailable(arrived(cause))
 
 
+def _wrapped_as_interface_error(cause: BaseException) -> exc.InterfaceError:
+    """How SQLAlchemy wraps what its adapter translated to the DBAPI's InterfaceError."""
+    adapted = Exception(str(cause))
+    adapted.__cause__ = cause
+    return exc.InterfaceError("SELECT 1", None, adapted)
+
+
+@pytest.mark.parametrize("arrived", [_wrapped, _wrapped_as_interface_error, _as_is, _adapted])
+def test_a_value_asyncpg_cannot_encode_is_not_an_outage(arrived):
+    # asyncpg raises its client-side DataError before anything is sent; it is an InterfaceError
+    # as well as a ValueError, and exported under no public name of its own.
+    from asyncpg.exceptions._base import DataError
+
+    cannot_encode = DataError("invalid input for query argument $1: 'x' (an integer is required)")
+    assert not is_unavailable(arrived(cannot_encode))
+    # A connection that closed under a statement is still an outage, however it arrives.
+    assert is_unavailable(arrived(asyncpg.exceptions.ConnectionDoesNotExistError("closed")))
+
+
 @arriving
 def test_a_statement_timeout_is_told_apart(arrived):
     timeout = asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout")
