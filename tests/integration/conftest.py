@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import make_engine
+from tests.support.proxy import TcpProxy
 
 
 @pytest.fixture
@@ -16,3 +17,12 @@ async def engine(database) -> AsyncIterator[AsyncEngine]:
     engine = make_engine(database.admin_url)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+async def database_proxy(database) -> AsyncIterator[TcpProxy]:
+    """A cuttable TCP path to this test's Postgres: a service started on
+    `database_proxy.carrying(database.url(name))` reaches its database only through it."""
+    address = database.admin_url.split("@", 1)[1].split("/", 1)[0]
+    async with TcpProxy.to(address) as proxy:
+        yield proxy

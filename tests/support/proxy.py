@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from yarl import URL
+
 
 class TcpProxy:
     """Forwards a local port to a target; `cut()` drops every connection and refuses new ones."""
@@ -30,6 +32,10 @@ class TcpProxy:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def carrying(self, url: str) -> str:
+        """`url` with its host and port replaced by the proxy's: a client of it goes through here."""
+        return str(URL(url).with_host(self.host).with_port(self.port))
 
     async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._accept, self.host, 0)

@@ -8,32 +8,24 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.integration.orders.conftest import Orders, serve_orders
-from tests.support.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def proxy(database) -> AsyncIterator[TcpProxy]:
-    """A cuttable TCP path between orders and Postgres."""
-    address = database.admin_url.split("@", 1)[1].split("/", 1)[0]
-    async with TcpProxy.to(address) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-async def orders(stack, database, names, users_url, commands, proxy) -> AsyncIterator[Orders]:
+async def orders(
+    stack, database, names, users_url, commands, database_proxy
+) -> AsyncIterator[Orders]:
     """Orders reaching its database only through the proxy."""
-    target = f"@{proxy.target_host}:{proxy.target_port}/"
-    url = database.url("orders").replace(target, f"@{proxy.address}/")
+    url = database_proxy.carrying(database.url("orders"))
     async for running in serve_orders(stack, database, names, users_url, database_url=url):
         yield running
 
 
-async def test_bad_input_is_still_422_while_the_database_is_down(orders, proxy):
+async def test_bad_input_is_still_422_while_the_database_is_down(orders, database_proxy):
     """A request is validated before it asks for a connection: its caller learns what to fix,
     not that the database is away."""
-    proxy.cut()
+    database_proxy.cut()
     malformed = [
         ("GET", "/api/v1/orders/not-a-uuid"),
         ("GET", "/api/v1/orders?user_id=42"),

@@ -17,24 +17,14 @@ from tests.integration.payments.conftest import (
     running_payments,
 )
 from tests.support.eventually import eventually
-from tests.support.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def proxy(database) -> AsyncIterator[TcpProxy]:
-    """A cuttable TCP path between payments and Postgres."""
-    address = database.admin_url.split("@", 1)[1].split("/", 1)[0]
-    async with TcpProxy.to(address) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-async def payments(stack, database, names, proxy) -> AsyncIterator[PaymentsService]:
+async def payments(stack, database, names, database_proxy) -> AsyncIterator[PaymentsService]:
     """Payments reaching its database only through the proxy; the test inspects it directly."""
-    target = f"@{proxy.target_host}:{proxy.target_port}/"
-    url = database.url("payments").replace(target, f"@{proxy.address}/")
+    url = database_proxy.carrying(database.url("payments"))
     async with running_payments(stack, database, names, database_url=url) as service:
         yield service
 
@@ -46,13 +36,13 @@ async def awaiting_payment(payments: PaymentsService) -> str:
     return order_id
 
 
-async def test_unreachable_database_gives_503_then_the_retry_applies_once(payments, proxy):
+async def test_unreachable_database_gives_503_then_the_retry_applies_once(payments, database_proxy):
     order_id = await awaiting_payment(payments)
     body = event_body("payment.succeeded", order_id)
     headers = signed_headers(SECRET, body, msg_id="msg_outage")
     before = await payments.counts()
 
-    proxy.cut()
+    database_proxy.cut()
     refused = await payments.post_webhook(body, headers)
     ready = await payments.http.get("/readyz")
 
@@ -61,7 +51,7 @@ async def test_unreachable_database_gives_503_then_the_retry_applies_once(paymen
     assert await payments.counts() == before
     assert await payments.status(order_id) == "awaiting_confirmation"
 
-    proxy.restore()
+    database_proxy.restore()
     retried = await payments.post_webhook(body, headers)
     again = await payments.post_webhook(body, headers)
 
@@ -73,9 +63,9 @@ async def test_unreachable_database_gives_503_then_the_retry_applies_once(paymen
     assert published.type == "payment.succeeded"
 
 
-async def test_bad_input_is_still_422_while_the_database_is_down(payments, proxy):
+async def test_bad_input_is_still_422_while_the_database_is_down(payments, database_proxy):
     """A request is validated before it asks for a connection."""
-    proxy.cut()
+    database_proxy.cut()
     for path in ("/api/v1/payments/not-a-uuid", "/api/v1/payments?order_id=42"):
         response = await payments.http.get(path)
         assert response.status_code == 422, (path, response.text)
@@ -84,7 +74,7 @@ async def test_bad_input_is_still_422_while_the_database_is_down(payments, proxy
 
 
 async def test_connection_lost_mid_transaction_leaves_nothing_half_applied(
-    payments, proxy, database
+    payments, database_proxy, database
 ):
     order_id = await awaiting_payment(payments)
     body = event_body("payment.succeeded", order_id)
@@ -101,12 +91,12 @@ async def test_connection_lost_mid_transaction_leaves_nothing_half_applied(
         )
         request = asyncio.create_task(payments.post_webhook(body, headers))
         await eventually(lambda: blocked_on_lock(payments, database.name), message="webhook waits")
-        proxy.cut()
+        database_proxy.cut()
         refused = await request
         await transaction.rollback()
 
     assert refused.status_code == 503, refused.text
-    proxy.restore()
+    database_proxy.restore()
     retried = await payments.post_webhook(body, headers)
 
     # "applied", not "duplicate": the first attempt's webhook row was rolled back with the rest.

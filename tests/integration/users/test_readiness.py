@@ -14,11 +14,6 @@ from tests.support.proxy import TcpProxy
 pytestmark = pytest.mark.integration
 
 
-def through(proxy: TcpProxy, url: str) -> str:
-    """`url` with its host and port replaced by the proxy's."""
-    return str(URL(url).with_host(proxy.host).with_port(proxy.port))
-
-
 @pytest.fixture
 async def proxy() -> AsyncIterator[type[TcpProxy]]:
     proxies: list[TcpProxy] = []
@@ -41,7 +36,7 @@ async def readiness(users) -> tuple[int, dict]:
 async def test_database_outage_is_503_and_the_pool_recovers(start_users, users_settings, proxy):
     direct = users_settings().database_url
     database = await proxy(direct)
-    users = await start_users(database_url=through(database, direct))
+    users = await start_users(database_url=database.carrying(direct))
     await users.create("before@example.com")
 
     database.cut()
@@ -65,7 +60,7 @@ async def test_bad_input_is_still_422_while_the_database_is_down(
     not that the database is away (and a malformed request holds no connection)."""
     direct = users_settings().database_url
     database = await proxy(direct)
-    users = await start_users(database_url=through(database, direct))
+    users = await start_users(database_url=database.carrying(direct))
     await users.create("before@example.com")
 
     database.cut()
@@ -87,7 +82,7 @@ async def test_bad_input_is_still_422_while_the_database_is_down(
 
 async def test_rabbitmq_outage_is_503_until_it_is_back(start_users, stack, proxy):
     rabbit = await proxy(stack.amqp_url)
-    users = await start_users(amqp_url=through(rabbit, stack.amqp_url))
+    users = await start_users(amqp_url=rabbit.carrying(stack.amqp_url))
     assert (await readiness(users))[0] == 200
 
     rabbit.cut()
