@@ -22,7 +22,7 @@ from rich.table import Table
 
 from bench.common import Stopwatch, percentiles, rate, save, servers
 from shared.channels import Channel
-from shared.db import make_engine
+from shared.db import Database, make_engine, quoted
 from shared.envelope import new_envelope
 from shared.kafka import KafkaBus
 from shared.logging import configure_logging
@@ -102,7 +102,8 @@ async def relay_run(endpoints, table: sa.Table, n: int, *, spaced_ms: float | No
     stamped once the broker confirmed (one host, one clock). The row's `created_at` would add the
     writer's own transaction, which is not the relay's doing.
     """
-    engine = make_engine(endpoints.database_url, pool_size=10)
+    database = Database(endpoints.database_url, size=10)
+    t = quoted(table)
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     rabbit, kafka = (
         RabbitBus(endpoints.amqp_url, prefix=prefix),
@@ -115,10 +116,10 @@ async def relay_run(endpoints, table: sa.Table, n: int, *, spaced_ms: float | No
         "bench.sink", exchange="bench.events", routing_keys=["#"], retry=RetryPolicy((1.0,))
     )  # nothing consumes the sink: its one retry queue stays empty
     await kafka.ensure_topics({"bench.events": 3})
-    relay = OutboxRelay(engine, table, {"rabbit": rabbit, "kafka": kafka}, poll_interval=1.0)
+    relay = OutboxRelay(database, table, {"rabbit": rabbit, "kafka": kafka}, poll_interval=1.0)
     await relay.start()
-    async with engine.begin() as conn:
-        await conn.execute(sa.delete(table))
+    async with database.transaction() as conn:
+        await conn.execute(f"DELETE FROM {t}")
     channels = [Channel.rabbit("bench.events", "bench.happened"), Channel.kafka("bench.events")]
 
     committed: dict[str, float] = {}
@@ -127,7 +128,7 @@ async def relay_run(endpoints, table: sa.Table, n: int, *, spaced_ms: float | No
         event = new_envelope(
             type="bench.happened", source="bench", subject=str(uuid.uuid4()), data={"i": i}
         )
-        async with engine.begin() as tx:
+        async with database.transaction() as tx:
             await add_to_outbox(tx, table, channels[i % 2], event)
         committed[event.id] = time.time()
 
@@ -141,23 +142,21 @@ async def relay_run(endpoints, table: sa.Table, n: int, *, spaced_ms: float | No
                     await write(i)
                     await asyncio.sleep(spaced_ms / 1000)  # an idle system: one message at a time
             while True:
-                async with engine.connect() as conn:
-                    unsent = await conn.scalar(
-                        sa.select(sa.func.count()).where(table.c.sent_at.is_(None))
-                    )
+                async with database.reading() as conn:
+                    unsent = await conn.fetchval(f"SELECT count(*) FROM {t} WHERE sent_at IS NULL")
                 if unsent == 0:
                     break
                 await asyncio.sleep(0.01)
-        async with engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(table.c.message_id, sa.extract("epoch", table.c.sent_at))
+        async with database.reading() as conn:
+            rows = await conn.fetch(
+                f"SELECT message_id, extract(epoch FROM sent_at)::float8 FROM {t}"
             )
             latencies = [(float(sent) - committed[id_]) * 1000 for id_, sent in rows]
     finally:
         await relay.stop()
         await rabbit.stop()
         await kafka.stop()
-        await engine.dispose()
+        await database.close()
     return {
         "rows": n,
         "rows_per_s": rate(n, clock.seconds),

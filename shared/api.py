@@ -10,21 +10,22 @@ from typing import Annotated, Any, Generic, Self, TypeVar
 
 from fastapi import Depends, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import Database
 
 T = TypeVar("T")
 
 
-def database(request: Request) -> AsyncEngine:
+def database(request: Request) -> Database:
     """The service's database, for a route to open its transaction in its body.
 
     Not a dependency: FastAPI runs dependencies before it validates the path, query and body, so
     a connection taken in one would make bad input wait for the database, and answer 503 instead
-    of 422 while it is down. `async with database(request).begin() as conn:` in the body commits
-    before the response is sent, so a 2xx means the change is stored; `shared.db.reading()`
-    serves a request answered by one query.
+    of 422 while it is down. `async with database(request).transaction() as conn:` in the body
+    commits before the response is sent, so a 2xx means the change is stored;
+    `database(request).reading()` serves a request answered by one query.
     """
-    return request.app.state.runtime.engine
+    return request.app.state.runtime.database
 
 
 def correlation_id(request: Request) -> str | None:

@@ -1,11 +1,13 @@
-"""Async SQLAlchemy engine and connections for one service's schema."""
+"""One service's database: an asyncpg pool running statements written with SQLAlchemy Core."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import asyncpg
 import sqlalchemy as sa
@@ -30,6 +32,162 @@ def async_url(url: str) -> str:
     return url
 
 
+Connection: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+"""What a service's statements run on: one of its `Database`'s asyncpg connections."""
+
+
+def plain_url(url: str) -> str:
+    """The URL as asyncpg takes it (postgresql://), from any of SQLAlchemy's spellings."""
+    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+class Database:
+    """One service's schema on a pool of asyncpg connections.
+
+    SQLAlchemy Core describes the tables and writes the statements (`AsyncpgStatement` compiles
+    each once); asyncpg runs them. A transaction through SQLAlchemy's async engine costs about
+    0.15 ms of CPU more than one here (greenlet switches, a task to close each connection;
+    README, "A fifth round"), and an order takes six or seven.
+
+    `transaction()` commits its statements together, or none of them; `reading()` runs each
+    statement on its own (one round trip instead of BEGIN, statement, ROLLBACK). A connection
+    idle for `ping_after_idle` seconds answers a trivial query before it is handed out, so the
+    pool serves again after an outage without failing a request on a connection the server
+    closed; a busy connection is trusted, which saves a round trip per transaction.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        size: int = 10,
+        acquire_timeout: float = 30.0,
+        statement_timeout_ms: int | None = None,
+        ping_after_idle: float = 1.0,
+    ) -> None:
+        self.url = plain_url(url)
+        self.size = size
+        self._acquire_timeout = acquire_timeout
+        self._ping_after_idle = ping_after_idle
+        self._server_settings = {"application_name": "switchyard"}
+        if statement_timeout_ms is not None:
+            self._server_settings["statement_timeout"] = str(statement_timeout_ms)
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()  # two first transactions at once make one pool
+        self._closed = False
+
+    async def open(self) -> asyncpg.Pool:
+        """Make the pool (a first transaction does it too); it connects on demand, so this
+        succeeds while the database is down."""
+        self._closed = False
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self.url,
+                    min_size=0,
+                    max_size=self.size,
+                    server_settings=self._server_settings,
+                    connection_class=_PooledConnection,
+                    init=_prepare,
+                    reset=_given_back,
+                )
+        return self._pool
+
+    @property
+    def pool(self) -> asyncpg.Pool | None:
+        """asyncpg's pool, once open: its sizes are the figures to watch."""
+        return self._pool
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Close every connection once given back; after `grace` seconds, close them anyway."""
+        pool, self._pool, self._closed = self._pool, None, True
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), grace)
+            except TimeoutError:
+                pool.terminate()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A connection in a transaction, committed when the block ends, rolled back if it raises."""
+        async with self._connection() as conn, conn.transaction():
+            yield conn
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Connection]:
+        """A connection whose statements each run and commit on their own.
+
+        Two statements may see two different moments: use it where one statement answers, or
+        where that does not matter.
+        """
+        async with self._connection() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Connection]:
+        if self._closed:
+            raise asyncpg.InterfaceError("the database is closed")
+        pool = self._pool or await self.open()
+        conn = await self._checked_out(pool)
+        try:
+            yield conn
+        finally:
+            # asyncpg rolls back a transaction left open, and closes a connection it cannot
+            # clean (a statement cancelled midway, say): it is never handed out half-used.
+            await pool.release(conn)
+
+    async def _checked_out(self, pool: asyncpg.Pool) -> Connection:
+        # Each pooled connection may have gone stale at once (the server restarted): one more
+        # try than the pool holds reaches a fresh connection.
+        for _ in range(self.size + 1):
+            conn = await pool.acquire(timeout=self._acquire_timeout)
+            if time.monotonic() - conn.given_back_at < self._ping_after_idle:
+                return conn
+            try:
+                await conn.execute("SELECT 1")
+                return conn
+            except Exception as error:  # whatever it is, this connection cannot be trusted
+                log.info("db.stale_connection_closed", error=repr(error))
+                conn.terminate()  # the pool opens a new one in its place
+                await pool.release(conn)
+            except BaseException:
+                await pool.release(conn)
+                raise
+        raise asyncpg.InterfaceError("no pooled connection answered")
+
+
+class _PooledConnection(asyncpg.Connection):
+    """An asyncpg connection that knows when it was last given back to its pool."""
+
+    __slots__ = ("given_back_at",)
+
+
+async def _prepare(conn: _PooledConnection) -> None:
+    """A new connection: JSON columns read and written as SQLAlchemy's asyncpg dialect does
+    (Python values out, JSON text in), so a row reads the same either way."""
+    for type_ in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_, schema="pg_catalog", encoder=_json_text, decoder=json.loads, format="text"
+        )
+    conn.given_back_at = time.monotonic()
+
+
+async def _given_back(conn: _PooledConnection) -> None:
+    """Nothing to reset but the clock: asyncpg has rolled back any transaction left open, and
+    these connections never LISTEN, SET or lock beyond one (asyncpg's default reset would send
+    a round trip of its own for each)."""
+    conn.given_back_at = time.monotonic()
+
+
+def _json_text(value: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"JSON is bound as text: json.dumps() it first, not {type(value)}")
+    return value
+
+
 def make_engine(
     url: str,
     *,
@@ -38,7 +196,9 @@ def make_engine(
     statement_timeout_ms: int | None = None,
     ping_after_idle: float = 1.0,
 ) -> AsyncEngine:
-    """An engine whose idle connections are checked before use, so the pool serves after an outage.
+    """A SQLAlchemy engine on the same database, for tests and scripts that arrange and inspect
+    rows with SQLAlchemy; the services run on `Database`. Its idle connections are checked before
+    use, so the pool serves after an outage.
 
     A connection back in use within `ping_after_idle` seconds is not pinged: under load that
     saves a round trip per transaction. One the server closed (restart, terminate) is still
@@ -102,15 +262,16 @@ async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
-async def driver(conn: AsyncConnection) -> asyncpg.Connection:
-    """The asyncpg connection under `conn`, inside its transaction.
+async def driver(conn: Connection | AsyncConnection) -> Connection:
+    """The asyncpg connection to run a statement on: `conn` itself, or the one under a
+    SQLAlchemy connection (a test's or a script's), inside that connection's transaction.
 
-    For the few statements that run for every message (the inbox row, the outbox row, the
-    relay's claim, each AsyncpgStatement): SQLAlchemy spends about 0.1 ms of CPU on a statement
-    besides asyncpg's own share (measured: README, "Benchmarks"), so these are plain SQL on the
-    same connection, in the same transaction. Their errors are asyncpg's own; the classifiers
-    below read both kinds.
+    So every statement of the services (`AsyncpgStatement`, the inbox and outbox rows) runs the
+    same on a `Database` connection and in a transaction a test holds through SQLAlchemy. Their
+    errors are asyncpg's own; the classifiers below read both kinds.
     """
+    if not isinstance(conn, AsyncConnection):
+        return conn
     sync = conn.sync_connection
     if sync is None or sync.invalidated or sync.closed:
         fairy = await conn.get_raw_connection()  # raises what SQLAlchemy raises for it
@@ -153,10 +314,12 @@ class OutsideTransaction(ConnectionError):
 
 
 class AsyncpgStatement:
-    """A Core statement on every message's path, sent on asyncpg under the SQLAlchemy connection.
+    """A Core statement, run on asyncpg (a `Database` connection, or the one under a SQLAlchemy
+    connection: `driver`).
 
     SQLAlchemy compiles it once per set of parameter names, to the SQL it would send itself; a
-    call then costs asyncpg's share alone (see `driver`). What SQLAlchemy would do at each call
+    call then costs asyncpg's share alone: SQLAlchemy's own execution costs about 0.1 ms of CPU
+    a statement more (README, "Benchmarks"). What SQLAlchemy would do at each call
     instead is refused when compiling: converting values either way (JSON, enums, arrays),
     expanding IN lists, Python-side defaults, values computed by a callable. So a row comes back
     with the values SQLAlchemy would give, read the same way (`Row`). A parameter left out is
@@ -169,17 +332,17 @@ class AsyncpgStatement:
         # Per set of parameter names: the SQL, and each positional value's name or literal.
         self._compiled: dict[tuple[str, ...], tuple[str, list[tuple[str, object]]]] = {}
 
-    async def execute(self, conn: AsyncConnection, **params: object) -> None:
+    async def execute(self, conn: Connection | AsyncConnection, **params: object) -> None:
         sql, values = self._bound(params)
         await (await driver(conn)).execute(sql, *values)
 
-    async def first(self, conn: AsyncConnection, **params: object) -> Row | None:
+    async def first(self, conn: Connection | AsyncConnection, **params: object) -> Row | None:
         """The first row, or None (SQLAlchemy's `Result.first()`)."""
         sql, values = self._bound(params)
         record = await (await driver(conn)).fetchrow(sql, *values)
         return None if record is None else Row(record)
 
-    async def one(self, conn: AsyncConnection, **params: object) -> Row:
+    async def one(self, conn: Connection | AsyncConnection, **params: object) -> Row:
         """The one row; NoResultFound when there is none (SQLAlchemy's `Result.one()`, for a
         statement that returns at most one)."""
         row = await self.first(conn, **params)
@@ -187,7 +350,7 @@ class AsyncpgStatement:
             raise exc.NoResultFound("No row was found when one was required")
         return row
 
-    async def all(self, conn: AsyncConnection, **params: object) -> list[Row]:
+    async def all(self, conn: Connection | AsyncConnection, **params: object) -> list[Row]:
         sql, values = self._bound(params)
         return [Row(record) for record in await (await driver(conn)).fetch(sql, *values)]
 
@@ -211,9 +374,7 @@ class AsyncpgStatement:
             or [c[0] for c in compiled._result_columns if _converts_results(c[3])]
         )
         if per_call:
-            raise TypeError(
-                f"with {names}, SQLAlchemy has work to do at each call: use conn.execute"
-            )
+            raise TypeError(f"with {names}, SQLAlchemy would have work to do at each call")
         if missing := [n for n in compiled.positiontup if n not in names and binds[n].required]:
             raise TypeError(f"a value is required for {missing}")
         # The statement's own values (a 0 in a comparison, say) stand where no parameter does.
@@ -273,22 +434,25 @@ def quoted(table: sa.Table) -> str:
 
 
 async def page_of(
-    conn: AsyncConnection, table: sa.Table, *where, offset: int, limit: int
-) -> tuple[list[sa.Row], int]:
+    conn: Connection, table: sa.Table, *where, offset: int, limit: int
+) -> tuple[list[Row], int]:
     """One page of `table`'s rows matching `where`, oldest first, and how many match in all.
 
     The count and the page are two statements, each seeing its own moment (READ COMMITTED, in a
-    transaction or not): read them through `reading()`, which spares the BEGIN and COMMIT.
+    transaction or not): read them through `Database.reading()`, which spares the BEGIN and
+    COMMIT. Their filter differs from call to call, so each is compiled at its call: a list is
+    not on any message's path.
     """
-    total = await conn.scalar(sa.select(sa.func.count()).select_from(table).where(*where))
-    rows = await conn.execute(
+    count = sa.select(sa.func.count().label("total")).select_from(table).where(*where)
+    page = (
         sa.select(table)
         .where(*where)
         .order_by(table.c.created_at, table.c.id)
         .offset(offset)
         .limit(limit)
     )
-    return list(rows), total or 0
+    total = await AsyncpgStatement(count).one(conn)
+    return await AsyncpgStatement(page).all(conn), total.total
 
 
 def violated_constraint(error: BaseException) -> str | None:

@@ -6,16 +6,15 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.db import is_unavailable
+from shared.db import Connection, Database, is_unavailable
 from shared.envelope import Envelope
 from shared.errors import DependencyUnavailable, PermanentError
 from shared.inbox import InboxGuard
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
+Handler = Callable[[Connection, Envelope], Awaitable[None]]
 
 
 class Dispatcher:
@@ -30,12 +29,12 @@ class Dispatcher:
         self,
         consumer: str,
         handlers: Mapping[str, Handler],
-        engine: AsyncEngine,
+        database: Database,
         inbox,
     ) -> None:
         self.consumer = consumer
         self.handlers = dict(handlers)
-        self._guarded = InboxGuard(engine, inbox, consumer).wrap(self._apply)
+        self._guarded = InboxGuard(database, inbox, consumer).wrap(self._apply)
 
     async def __call__(self, envelope: Envelope) -> None:
         if envelope.type not in self.handlers:
@@ -52,7 +51,7 @@ class Dispatcher:
         finally:
             structlog.contextvars.unbind_contextvars("correlation_id")
 
-    async def _apply(self, conn: AsyncConnection, envelope: Envelope) -> None:
+    async def _apply(self, conn: Connection, envelope: Envelope) -> None:
         try:
             await self.handlers[envelope.type](conn, envelope)
         except ValidationError as exc:

@@ -7,15 +7,14 @@ from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import metrics
-from shared.db import driver, quoted
+from shared.db import Connection, Database, driver, quoted
 from shared.envelope import Envelope
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
+Handler = Callable[[Connection, Envelope], Awaitable[None]]
 GuardedHandler = Callable[[Envelope], Awaitable[None]]
 
 
@@ -37,8 +36,8 @@ def inbox_table(metadata: sa.MetaData, schema: str) -> sa.Table:
 class InboxGuard:
     """Runs a handler at most once per message id for one consumer."""
 
-    def __init__(self, engine: AsyncEngine, table: sa.Table, consumer: str) -> None:
-        self._engine = engine
+    def __init__(self, database: Database, table: sa.Table, consumer: str) -> None:
+        self._database = database
         self._table = table
         self._consumer = consumer
 
@@ -50,7 +49,7 @@ class InboxGuard:
         """
 
         async def guarded(envelope: Envelope) -> None:
-            async with self._engine.begin() as conn:
+            async with self._database.transaction() as conn:
                 if not await self._record(conn, envelope):
                     log.info(
                         "duplicate skipped",
@@ -70,14 +69,13 @@ class InboxGuard:
 
     __call__ = wrap
 
-    async def _record(self, conn: AsyncConnection, envelope: Envelope) -> bool:
+    async def _record(self, conn: Connection, envelope: Envelope) -> bool:
         """Insert the inbox row; False when this consumer already has it.
 
         A concurrent delivery of the same id blocks on the primary key until the first
         transaction ends, then sees the row (duplicate) or, if that one rolled back, takes over.
         """
-        connection = await driver(conn)  # on asyncpg directly: once per message
-        inserted = await connection.fetchval(
+        inserted = await (await driver(conn)).fetchval(
             _record_once(self._table), self._consumer, envelope.id, envelope.type
         )
         return inserted is not None

@@ -11,10 +11,9 @@ from collections.abc import Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.channels import Channel
-from shared.db import driver, quoted
+from shared.db import Connection, driver, quoted
 from shared.envelope import Envelope
 from shared.messages import Produced
 from shared.tracing import trace_headers
@@ -57,7 +56,7 @@ def notify_channel(table: sa.Table) -> str:
 
 
 async def add_to_outbox(
-    conn: AsyncConnection,
+    conn: Connection,
     table: sa.Table,
     channel: Channel,
     envelope: Envelope,
@@ -69,8 +68,7 @@ async def add_to_outbox(
 
     The record key defaults to the envelope's subject, so one entity's messages stay in order.
     The current trace context goes into the headers (explicit `headers` win), so the message's
-    consumers continue the trace of the request or message that owed it. Run on asyncpg
-    directly, as every owed message comes through here (shared.db.driver).
+    consumers continue the trace of the request or message that owed it.
     """
     connection = await driver(conn)
     await connection.execute(
@@ -81,7 +79,7 @@ async def add_to_outbox(
         channel.routing_key,
         envelope.subject if key is None else key,
         envelope.type,
-        # jsonb as JSON text: the codec SQLAlchemy sets on its connections takes text.
+        # jsonb as JSON text, as the connections' codec takes it (shared.db).
         envelope.model_dump_json(exclude_none=True),
         json.dumps(trace_headers() | dict(headers or {})),
         notify_channel(table),
@@ -89,7 +87,7 @@ async def add_to_outbox(
 
 
 async def owe(
-    conn: AsyncConnection,
+    conn: Connection,
     table: sa.Table,
     message: Produced,
     *,

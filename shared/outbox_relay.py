@@ -10,14 +10,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-import asyncpg
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import metrics
 from shared.channels import Channel
-from shared.db import driver, make_engine, quoted
+from shared.db import Connection, Database, quoted
 from shared.envelope import Envelope
 from shared.outbox import notify_channel
 from shared.outbox_listener import NotifyListener
@@ -86,7 +84,7 @@ class OutboxRelay:
 
     def __init__(
         self,
-        engine_or_url: AsyncEngine | str,
+        database_or_url: Database | str,
         table: sa.Table,
         publishers: Mapping[str, Publisher],
         *,
@@ -94,9 +92,9 @@ class OutboxRelay:
         batch_size: int = 100,
         max_backoff: float = 10.0,
     ) -> None:
-        self._owns_engine = isinstance(engine_or_url, str)
-        self._engine = (
-            make_engine(engine_or_url, pool_size=2) if self._owns_engine else engine_or_url
+        self._owns_database = isinstance(database_or_url, str)
+        self._database = (
+            Database(database_or_url, size=2) if self._owns_database else database_or_url
         )
         self._table = table
         self._schema = table.schema or "public"
@@ -109,8 +107,8 @@ class OutboxRelay:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._next_measure = 0.0
-        # Plain SQL on asyncpg (shared.db.driver): a round runs for every few messages. The
-        # payload comes as JSON text, parsed straight into the envelope.
+        # Plain SQL: a round runs for every few messages. The payload comes as JSON text, parsed
+        # straight into the envelope.
         t = quoted(table)
         self._claim = (
             f"SELECT {', '.join(Unsent._fields[:-1])}, payload::text AS payload FROM {t} "
@@ -122,14 +120,17 @@ class OutboxRelay:
             "WHERE id = ANY($1::bigint[])"
         )
         self._mark_failed = f"UPDATE {t} SET attempts = attempts + 1, last_error = $2 WHERE id = $1"
+        self._backlog = (
+            "SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))::float8 "
+            f"FROM {t} WHERE sent_at IS NULL"
+        )
 
     async def start(self) -> None:
         """Start listening for NOTIFY and publishing in the background."""
         if self._tasks:
             return
         self._stop.clear()
-        dsn = self._engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        listener = NotifyListener(dsn, notify_channel(self._table), self._wake.set)
+        listener = NotifyListener(self._database.url, notify_channel(self._table), self._wake.set)
         self._tasks = [
             asyncio.create_task(self._run(), name=f"outbox-relay:{self._schema}"),
             asyncio.create_task(listener.run(), name=f"outbox-listener:{self._schema}"),
@@ -148,8 +149,8 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
             self._tasks = []
-        if self._owns_engine:
-            await self._engine.dispose()
+        if self._owns_database:
+            await self._database.close()
 
     async def run_once(self) -> int:
         """Publish one batch across all brokers, ignoring any pause; returns rows published."""
@@ -177,11 +178,10 @@ class OutboxRelay:
 
     async def _round(self, brokers: Sequence[str]) -> tuple[int, int]:
         """Claim a batch, publish it, record the outcome; returns rows claimed and published."""
-        async with self._engine.begin() as conn:
+        async with self._database.transaction() as conn:
             rows: list[Unsent] = []
             if brokers:
-                raw = await driver(conn)
-                claimed = await raw.fetch(self._claim, list(brokers), self._batch_size)
+                claimed = await conn.fetch(self._claim, list(brokers), self._batch_size)
                 rows = [Unsent(*record) for record in claimed]
             groups: defaultdict[tuple[str, object], list[Unsent]] = defaultdict(list)
             for row in rows:
@@ -192,8 +192,8 @@ class OutboxRelay:
                 for group in await asyncio.gather(*map(self._publish_in_order, groups.values()))
                 for outcome in group
             ]
-            if outcomes:  # rows were claimed, on `raw`
-                await self._record(raw, outcomes)
+            if outcomes:
+                await self._record(conn, outcomes)
             if time.monotonic() >= self._next_measure:  # gauges need no per-round precision
                 self._next_measure = time.monotonic() + _MEASURE_EVERY
                 await self._measure(conn)
@@ -221,22 +221,16 @@ class OutboxRelay:
             outcomes.append((row, None))
         return outcomes
 
-    async def _record(
-        self, raw: asyncpg.Connection, outcomes: list[tuple[Any, str | None]]
-    ) -> None:
+    async def _record(self, conn: Connection, outcomes: list[tuple[Any, str | None]]) -> None:
         sent = [row.id for row, error in outcomes if error is None]
         failed = [(row.id, error) for row, error in outcomes if error]
         if sent:
-            await raw.execute(self._mark_sent, sent)
+            await conn.execute(self._mark_sent, sent)
         if failed:
-            await raw.executemany(self._mark_failed, failed)
+            await conn.executemany(self._mark_failed, failed)
 
-    async def _measure(self, conn: AsyncConnection) -> None:
-        t = self._table
-        age = sa.func.extract("epoch", sa.func.clock_timestamp() - sa.func.min(t.c.created_at))
-        backlog, oldest = (
-            await conn.execute(sa.select(sa.func.count(), age).where(t.c.sent_at.is_(None)))
-        ).one()
+    async def _measure(self, conn: Connection) -> None:
+        backlog, oldest = await conn.fetchrow(self._backlog)
         metrics.OUTBOX_BACKLOG.labels(self._schema).set(backlog)
         metrics.OUTBOX_OLDEST_AGE.labels(self._schema).set(float(oldest or 0))
 

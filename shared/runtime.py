@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import make_engine
+from shared.db import Database
 from shared.dead_letters.watch import DeadLetterWatch
 from shared.dispatch import Dispatcher
 from shared.kafka import GroupTimings, KafkaBus, KafkaConsumer
@@ -27,10 +25,10 @@ class Runtime:
 
     def __init__(self, settings: ServiceSettings, wiring: Wiring, *, consume: bool = True) -> None:
         self.settings, self.wiring, self.consume = settings, wiring, consume
-        self.engine: AsyncEngine = make_engine(
+        self.database = Database(
             settings.database_url,
-            pool_size=settings.db_pool_size,
-            pool_timeout=settings.db_pool_timeout,
+            size=settings.db_pool_size,
+            acquire_timeout=settings.db_pool_timeout,
             statement_timeout_ms=settings.db_statement_timeout_ms,
         )
         prefix = settings.broker_prefix
@@ -46,7 +44,7 @@ class Runtime:
             min_insync_replicas=settings.kafka_min_insync_replicas,
         )
         self.relay = OutboxRelay(
-            self.engine,
+            self.database,
             wiring.outbox,
             {"rabbit": self.rabbit, "kafka": self.kafka},
             poll_interval=settings.outbox_poll_interval,
@@ -65,6 +63,7 @@ class Runtime:
         )
 
     async def start(self) -> None:
+        await self.database.open()
         await asyncio.gather(self.rabbit.start(), self.kafka.start())
         await self._declare()
         await self.relay.start()
@@ -91,11 +90,11 @@ class Runtime:
     async def _start_consumers(self) -> None:
         w = self.wiring
         for sub in w.rabbit:
-            dispatcher = Dispatcher(sub.queue, sub.handlers, self.engine, w.inbox)
+            dispatcher = Dispatcher(sub.queue, sub.handlers, self.database, w.inbox)
             consumer = await self.rabbit.consume(sub.queue, dispatcher, retry=self.rabbit_retry)
             self.consumers.append(consumer)
         for sub in w.kafka:
-            dispatcher = Dispatcher(sub.group, sub.handlers, self.engine, w.inbox)
+            dispatcher = Dispatcher(sub.group, sub.handlers, self.database, w.inbox)
             consumer = await self.kafka.consume(
                 [sub.topic], sub.group, dispatcher, retry=self.kafka_retry
             )
@@ -115,7 +114,7 @@ class Runtime:
         self.consumers.clear()
         await self.relay.stop()
         await asyncio.gather(self.rabbit.stop(), self.kafka.stop(), return_exceptions=True)
-        await self.engine.dispose()
+        await self.database.close()
         log.info("service stopped", service=self.wiring.service)
 
     async def readiness(self) -> dict[str, str]:
@@ -126,8 +125,8 @@ class Runtime:
         """
 
         async def database() -> None:
-            async with self.engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
+            async with self.database.reading() as conn:
+                await conn.execute("SELECT 1")
 
         checks = {
             "database": database(),

@@ -7,10 +7,9 @@ import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orders.domain import OrderStatus
-from shared.db import AsyncpgStatement, Row, json_text, page_of, violated_constraint
+from shared.db import AsyncpgStatement, Connection, Row, json_text, page_of, violated_constraint
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -99,42 +98,43 @@ _REMEMBER_KEY = AsyncpgStatement(sa.insert(idempotency_keys))
 _KEY = AsyncpgStatement(
     sa.select(idempotency_keys).where(idempotency_keys.c.key == sa.bindparam("given_key"))
 )
+_PENDING_ORDERS_OF = AsyncpgStatement(
+    sa.select(orders)
+    .where(
+        orders.c.user_id == sa.bindparam("user_id"),
+        orders.c.status == OrderStatus.PENDING_PAYMENT,
+    )
+    .order_by(orders.c.created_at, orders.c.id)
+    .with_for_update()
+)
 # History lines are written on every order event and read back only by people.
 _RECORD = AsyncpgStatement(sa.insert(order_history).inline())
 
 
-async def fetch_order(
-    conn: AsyncConnection, order_id: uuid.UUID, *, lock: bool = False
-) -> Row | None:
+async def fetch_order(conn: Connection, order_id: uuid.UUID, *, lock: bool = False) -> Row | None:
     query = _FETCH_ORDER_FOR_UPDATE if lock else _FETCH_ORDER
     return await query.first(conn, order_id=order_id)
 
 
 async def update_order(
-    conn: AsyncConnection, order_id: uuid.UUID, *, refund_requested: bool = False, **changes
+    conn: Connection, order_id: uuid.UUID, *, refund_requested: bool = False, **changes
 ) -> Row:
     """Write `changes` (and the moment a refund was asked for); returns the order as it is now."""
     statement = _UPDATE_ORDER_ASKED_REFUND if refund_requested else _UPDATE_ORDER_NOW
     return await statement.one(conn, **changes, target_id=order_id)
 
 
-async def list_orders(conn: AsyncConnection, user_id: uuid.UUID | None, *, offset: int, limit: int):
+async def list_orders(conn: Connection, user_id: uuid.UUID | None, *, offset: int, limit: int):
     where = [] if user_id is None else [orders.c.user_id == user_id]
     return await page_of(conn, orders, *where, offset=offset, limit=limit)
 
 
-async def pending_orders_of(conn: AsyncConnection, user_id: uuid.UUID) -> list[sa.Row]:
-    query = (
-        sa.select(orders)
-        .where(orders.c.user_id == user_id, orders.c.status == OrderStatus.PENDING_PAYMENT)
-        .order_by(orders.c.created_at, orders.c.id)
-        .with_for_update()
-    )
-    return list(await conn.execute(query))
+async def pending_orders_of(conn: Connection, user_id: uuid.UUID) -> list[Row]:
+    return await _PENDING_ORDERS_OF.all(conn, user_id=user_id)
 
 
 async def insert_order(
-    conn: AsyncConnection,
+    conn: Connection,
     order_id: uuid.UUID,
     user_id: uuid.UUID,
     status: str,
@@ -154,17 +154,15 @@ async def insert_order(
     )
 
 
-async def remember_key(
-    conn: AsyncConnection, key: str, request_hash: str, order_id: uuid.UUID
-) -> None:
+async def remember_key(conn: Connection, key: str, request_hash: str, order_id: uuid.UUID) -> None:
     """Raises asyncpg's UniqueViolationError when the key is taken (`is_key_clash`)."""
     await _REMEMBER_KEY.execute(conn, key=key, request_hash=request_hash, order_id=order_id)
 
 
-async def find_key(conn: AsyncConnection, key: str) -> Row | None:
+async def find_key(conn: Connection, key: str) -> Row | None:
     return await _KEY.first(conn, given_key=key)
 
 
-async def record(conn: AsyncConnection, order_id: uuid.UUID, event: str, outcome: str, **rest):
+async def record(conn: Connection, order_id: uuid.UUID, event: str, outcome: str, **rest):
     """One line of the order's history."""
     await _RECORD.execute(conn, order_id=order_id, event=event, outcome=outcome, **rest)

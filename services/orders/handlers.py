@@ -8,7 +8,6 @@ from dataclasses import asdict
 from typing import Protocol
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orders import db
 from orders.domain import (
@@ -43,7 +42,7 @@ from orders.messages import (
     PaymentSucceeded,
     UserDeleted,
 )
-from shared.db import Row, reading
+from shared.db import Connection, Database, Row
 from shared.envelope import Envelope
 from shared.handlers import Handler
 from shared.outbox import owe
@@ -60,7 +59,7 @@ class UserDirectory(Protocol):
 
 
 async def place_order(
-    engine: AsyncEngine,
+    database: Database,
     users: UserDirectory,
     *,
     user_id: uuid.UUID,
@@ -74,11 +73,11 @@ async def place_order(
     Users is asked before any transaction opens, so no connection waits on another service.
     """
     request_hash = fingerprint(user_id, currency, items)
-    if idempotency_key and (earlier := await _earlier(engine, idempotency_key, request_hash)):
+    if idempotency_key and (earlier := await _earlier(database, idempotency_key, request_hash)):
         return earlier, True
     await users.ensure_exists(user_id, correlation_id)
     try:
-        async with engine.begin() as conn:
+        async with database.transaction() as conn:
             order = await _store(conn, user_id, currency, items, correlation_id)
             if idempotency_key:
                 await db.remember_key(conn, idempotency_key, request_hash, order.id)
@@ -86,13 +85,13 @@ async def place_order(
         # A concurrent request with the same key committed first; this one rolled back whole.
         if not (idempotency_key and db.is_key_clash(exc)):
             raise
-        return await _earlier(engine, idempotency_key, request_hash), True
+        return await _earlier(database, idempotency_key, request_hash), True
     return order, False
 
 
-async def _earlier(engine, key: str, request_hash: str) -> Row | None:
+async def _earlier(database: Database, key: str, request_hash: str) -> Row | None:
     # Outside a transaction: the key's order was committed with it, so two reads are enough.
-    async with reading(engine) as conn:
+    async with database.reading() as conn:
         stored = await db.find_key(conn, key)
         if stored is None:
             return None
@@ -119,7 +118,7 @@ async def _store(conn, user_id, currency, items, correlation_id) -> Row:
 
 
 async def _happened(
-    conn: AsyncConnection,
+    conn: Connection,
     order_id: uuid.UUID,
     event: Event,
     *,
@@ -166,7 +165,7 @@ def _message(owes: Owed, order: Row) -> OrderMessage:
 
 
 async def cancel_order(
-    conn: AsyncConnection, order_id: uuid.UUID, *, correlation_id: str | None = None
+    conn: Connection, order_id: uuid.UUID, *, correlation_id: str | None = None
 ) -> Row:
     """Cancel an order still waiting for its payment; NotCancellable otherwise."""
     cancel = Event(Trigger.CANCEL, reason=CANCELLED_ON_REQUEST)
@@ -179,27 +178,27 @@ async def cancel_order(
     return order
 
 
-async def on_payment_succeeded(conn: AsyncConnection, envelope: Envelope) -> None:
+async def on_payment_succeeded(conn: Connection, envelope: Envelope) -> None:
     """Paid; or, for an order cancelled meanwhile, ask payments to give the money back."""
     paid = PaymentSucceeded.model_validate(envelope.data)
     event = Event(Trigger.PAYMENT_SUCCEEDED, payment_id=paid.payment_id)
     await _happened(conn, paid.order_id, event, caused_by=envelope)
 
 
-async def on_payment_failed(conn: AsyncConnection, envelope: Envelope) -> None:
+async def on_payment_failed(conn: Connection, envelope: Envelope) -> None:
     """The payment failed: the order is over, and says why."""
     failed = PaymentFailed.model_validate(envelope.data)
     event = Event(Trigger.PAYMENT_FAILED, reason=failed.reason)
     await _happened(conn, failed.order_id, event, caused_by=envelope)
 
 
-async def on_payment_refunded(conn: AsyncConnection, envelope: Envelope) -> None:
+async def on_payment_refunded(conn: Connection, envelope: Envelope) -> None:
     """A paid order was refunded; a cancelled one whose refund completed stays cancelled."""
     refunded = PaymentRefunded.model_validate(envelope.data)
     await _happened(conn, refunded.order_id, Event(Trigger.PAYMENT_REFUNDED), caused_by=envelope)
 
 
-async def on_user_deleted(conn: AsyncConnection, envelope: Envelope) -> None:
+async def on_user_deleted(conn: Connection, envelope: Envelope) -> None:
     """A deleted user's orders still waiting for payment are cancelled."""
     deleted = UserDeleted.model_validate(envelope.data)
     cancel = Event(Trigger.CANCEL, reason=USER_DELETED)

@@ -8,9 +8,8 @@ from collections.abc import Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import AsyncpgStatement, Row, json_text, page_of
+from shared.db import AsyncpgStatement, Connection, Row, json_text, page_of
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 
@@ -119,7 +118,7 @@ _SETTLE_WEBHOOK = AsyncpgStatement(
 )
 
 
-async def lock_order(conn: AsyncConnection, order_id: uuid.UUID) -> None:
+async def lock_order(conn: Connection, order_id: uuid.UUID) -> None:
     """Serialise everything that touches one order's payment until the transaction ends.
 
     Without it, a webhook and the command for the same order could each miss the other's
@@ -129,47 +128,47 @@ async def lock_order(conn: AsyncConnection, order_id: uuid.UUID) -> None:
 
 
 async def insert_payment(
-    conn: AsyncConnection, *, trace_context: Mapping[str, str] | None = None, **values
+    conn: Connection, *, trace_context: Mapping[str, str] | None = None, **values
 ) -> Row | None:
     """The new payment, or None if the order already has one."""
     context = json.dumps(dict(trace_context or {}))
     return await _INSERT_PAYMENT.first(conn, trace_context=context, **values)
 
 
-async def payment_for_order(conn: AsyncConnection, order_id: uuid.UUID) -> Row | None:
+async def payment_for_order(conn: Connection, order_id: uuid.UUID) -> Row | None:
     return await _PAYMENT_FOR_ORDER.first(conn, order_id=order_id)
 
 
-async def fetch_payment(conn: AsyncConnection, payment_id: uuid.UUID) -> Row | None:
+async def fetch_payment(conn: Connection, payment_id: uuid.UUID) -> Row | None:
     return await _PAYMENT.first(conn, payment_id=payment_id)
 
 
 async def list_payments(
-    conn: AsyncConnection, *, order_id: uuid.UUID | None, offset: int, limit: int
-) -> tuple[list[sa.Row], int]:
+    conn: Connection, *, order_id: uuid.UUID | None, offset: int, limit: int
+) -> tuple[list[Row], int]:
     where = [payments.c.order_id == order_id] if order_id is not None else []
     return await page_of(conn, payments, *where, offset=offset, limit=limit)
 
 
-async def update_payment(conn: AsyncConnection, payment_id: uuid.UUID, **values) -> Row:
+async def update_payment(conn: Connection, payment_id: uuid.UUID, **values) -> Row:
     return await _UPDATE_PAYMENT.one(conn, **values, target_id=payment_id)
 
 
-async def record_webhook(conn: AsyncConnection, **values) -> bool:
+async def record_webhook(conn: Connection, **values) -> bool:
     """Store a webhook to apply once its payment exists; False if its webhook-id was stored before."""
     return await _RECORD_PENDING_WEBHOOK.first(conn, **values) is not None
 
 
-async def record_settled_webhook(conn: AsyncConnection, **values) -> bool:
+async def record_settled_webhook(conn: Connection, **values) -> bool:
     """Store a webhook as already applied or ignored (`state`, `outcome`); False if its
     webhook-id was stored before."""
     return await _RECORD_SETTLED_WEBHOOK.first(conn, **values) is not None
 
 
-async def pending_webhooks(conn: AsyncConnection, order_id: uuid.UUID) -> list[Row]:
+async def pending_webhooks(conn: Connection, order_id: uuid.UUID) -> list[Row]:
     """Webhooks that arrived before the order's payment existed, in the order received."""
     return await _PENDING_WEBHOOKS.all(conn, order_id=order_id)
 
 
-async def settle_webhook(conn: AsyncConnection, webhook_id: str, state: str, outcome: str) -> None:
+async def settle_webhook(conn: Connection, webhook_id: str, state: str, outcome: str) -> None:
     await _SETTLE_WEBHOOK.execute(conn, target_id=webhook_id, state=state, outcome=outcome)

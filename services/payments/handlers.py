@@ -7,7 +7,6 @@ from typing import Literal
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payments import db
 from payments.domain import (
@@ -28,7 +27,7 @@ from payments.messages import (
     ProviderEvent,
     RefundRequested,
 )
-from shared.db import Row
+from shared.db import Connection, Row
 from shared.envelope import Envelope
 from shared.handlers import Handler
 from shared.outbox import owe
@@ -61,7 +60,7 @@ def _message(decision: Decision, payment: Row) -> PaymentMessage:
 
 
 async def _apply(
-    conn: AsyncConnection,
+    conn: Connection,
     payment: Row,
     decision: Decision,
     webhook_id: str,
@@ -85,7 +84,7 @@ async def _apply(
     return payment
 
 
-async def request_payment(conn: AsyncConnection, envelope: Envelope) -> None:
+async def request_payment(conn: Connection, envelope: Envelope) -> None:
     """Create the order's payment, then apply any webhook that arrived before this command."""
     command = PaymentRequested.model_validate(envelope.data)
     await db.lock_order(conn, command.order_id)
@@ -115,7 +114,7 @@ async def request_payment(conn: AsyncConnection, envelope: Envelope) -> None:
         await db.settle_webhook(conn, webhook.webhook_id, decision.outcome, decision.note)
 
 
-async def request_refund(conn: AsyncConnection, envelope: Envelope) -> None:
+async def request_refund(conn: Connection, envelope: Envelope) -> None:
     """A succeeded payment waits for the provider's refund; anything else is recorded and ignored."""
     command = RefundRequested.model_validate(envelope.data)
     await db.lock_order(conn, command.order_id)
@@ -131,7 +130,7 @@ async def request_refund(conn: AsyncConnection, envelope: Envelope) -> None:
 
 
 async def receive_webhook(
-    conn: AsyncConnection, webhook_id: str, event: ProviderEvent, body: bytes
+    conn: Connection, webhook_id: str, event: ProviderEvent, body: bytes
 ) -> WebhookOutcome:
     """Store a verified webhook once and apply it, or keep it until its payment is requested."""
     order_id = event.data.order_id

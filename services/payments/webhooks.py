@@ -96,7 +96,7 @@ async def receive_psp_webhook(request: Request, response: Response) -> WebhookRe
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         raise _error(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid", errors) from None
     try:
-        async with database(request).begin() as conn:
+        async with database(request).transaction() as conn:
             outcome = await handlers.receive_webhook(conn, webhook_id, event, body)
     except Exception as exc:
         if not is_retry_later(exc):

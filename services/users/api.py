@@ -19,7 +19,6 @@ from shared.api import (
     errors,
     visible_text,
 )
-from shared.db import reading
 from users import db, handlers
 from users.domain import EmailTaken, UserNotFound
 
@@ -105,7 +104,7 @@ MISSING = {status.HTTP_404_NOT_FOUND: "No such user"}
 async def create_user(body: UserCreate, request: Request, response: Response) -> UserOut:
     """Register a user; 409 if the email is taken (in any letter case)."""
     try:
-        async with database(request).begin() as conn:
+        async with database(request).transaction() as conn:
             row = await handlers.register_user(
                 conn, email=body.email, name=body.name, correlation_id=correlation_id(request)
             )
@@ -120,7 +119,7 @@ async def create_user(body: UserCreate, request: Request, response: Response) ->
 @router.get("/{user_id}", response_model=UserOut, responses=errors(MISSING))
 async def get_user(user_id: uuid.UUID, request: Request) -> UserOut:
     """One user with their lifetime order stats."""
-    async with reading(database(request)) as conn:
+    async with database(request).reading() as conn:
         row = await db.fetch_user(conn, user_id)
     if row is None:
         raise _missing(user_id)
@@ -130,7 +129,7 @@ async def get_user(user_id: uuid.UUID, request: Request) -> UserOut:
 @router.get("", response_model=UserPage, responses=errors())
 async def list_users(request: Request, asked: PageDep) -> UserPage:
     """Users, oldest first, a page at a time; a page past the last is empty."""
-    async with reading(database(request)) as conn:
+    async with database(request).reading() as conn:
         rows, total = await db.list_users(conn, offset=asked.offset, limit=asked.limit)
     return UserPage.of([UserOut.of(r) for r in rows], total=total, asked=asked)
 
@@ -140,7 +139,7 @@ async def patch_user(user_id: uuid.UUID, body: UserPatch, request: Request) -> U
     """Change email and/or name; 409 if the new email is taken; nothing to change emits no event."""
     changes = body.model_dump(exclude_unset=True)
     try:
-        async with database(request).begin() as conn:
+        async with database(request).transaction() as conn:
             row = await handlers.update_user(
                 conn, user_id, changes, correlation_id=correlation_id(request)
             )
@@ -156,7 +155,7 @@ async def patch_user(user_id: uuid.UUID, body: UserPatch, request: Request) -> U
 async def delete_user(user_id: uuid.UUID, request: Request) -> Response:
     """Delete a user; afterwards GET answers 404."""
     try:
-        async with database(request).begin() as conn:
+        async with database(request).transaction() as conn:
             await handlers.delete_user(conn, user_id, correlation_id=correlation_id(request))
     except UserNotFound as exc:
         raise _missing(user_id) from exc

@@ -6,9 +6,8 @@ import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import AsyncpgStatement, Row, page_of, violated_constraint
+from shared.db import AsyncpgStatement, Connection, Row, page_of, violated_constraint
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
 from users.domain import EmailTaken, StatsUnderflow, UserNotFound
@@ -41,65 +40,64 @@ outbox = outbox_table(metadata, SCHEMA)
 inbox = inbox_table(metadata, SCHEMA)
 
 
-# Statements on every order's path, built once: building one per call costs more than running it.
+# Statements built and compiled once (shared.db.AsyncpgStatement): building one per call costs
+# more than running it.
 _USER = sa.select(users).where(users.c.id == sa.bindparam("user_id"))
-# Read for every order placed: on asyncpg directly (shared.db.AsyncpgStatement).
 _FETCH_USER = AsyncpgStatement(_USER)
 _FETCH_USER_FOR_UPDATE = AsyncpgStatement(_USER.with_for_update())
 _orders_paid = users.c.orders_paid + sa.bindparam("orders", type_=sa.Integer)
 _spent = users.c.lifetime_spent_cents + sa.bindparam("cents", type_=sa.BigInteger)
-# On every paid or refunded order: on asyncpg directly (shared.db.AsyncpgStatement).
 _ADD_TO_STATS = AsyncpgStatement(
     sa.update(users)
     .where(users.c.id == sa.bindparam("user_id"), _orders_paid >= 0, _spent >= 0)
     .values(orders_paid=_orders_paid, lifetime_spent_cents=_spent, updated_at=sa.func.now())
     .returning(users.c.id)
 )
+# ON CONFLICT instead of catching the violation: a racing insert of the same email waits for the
+# first to commit, then inserts nothing, and the transaction stays usable.
+_INSERT_USER = AsyncpgStatement(
+    insert(users)
+    .values(id=sa.bindparam("user_id"), email=sa.bindparam("email"), name=sa.bindparam("name"))
+    .on_conflict_do_nothing(index_elements=[sa.func.lower(users.c.email)])
+    .returning(users)
+)
+# Sets the columns named at each call (`email`, `name`), compiled once per set of names.
+_UPDATE_USER = AsyncpgStatement(
+    sa.update(users)
+    .where(users.c.id == sa.bindparam("target_id"))
+    .values(updated_at=sa.func.now())
+    .returning(users)
+)
+_DELETE_USER = AsyncpgStatement(
+    sa.delete(users).where(users.c.id == sa.bindparam("user_id")).returning(users.c.id)
+)
 
 
 async def fetch_user(
-    conn: AsyncConnection, user_id: uuid.UUID, *, for_update: bool = False
+    conn: Connection, user_id: uuid.UUID, *, for_update: bool = False
 ) -> Row | None:
     query = _FETCH_USER_FOR_UPDATE if for_update else _FETCH_USER
     return await query.first(conn, user_id=user_id)
 
 
-async def list_users(conn: AsyncConnection, *, offset: int, limit: int) -> tuple[list[sa.Row], int]:
+async def list_users(conn: Connection, *, offset: int, limit: int) -> tuple[list[Row], int]:
     return await page_of(conn, users, offset=offset, limit=limit)
 
 
-async def insert_user(
-    conn: AsyncConnection, *, user_id: uuid.UUID, email: str, name: str
-) -> sa.Row:
-    """Insert a user; EmailTaken if the email exists in any letter case.
-
-    ON CONFLICT instead of catching the violation: a racing insert of the same email waits for
-    the first to commit, then inserts nothing, and this transaction stays usable.
-    """
-    statement = (
-        insert(users)
-        .values(id=user_id, email=email, name=name)
-        .on_conflict_do_nothing(index_elements=[sa.func.lower(users.c.email)])
-        .returning(users)
-    )
-    row = (await conn.execute(statement)).first()
+async def insert_user(conn: Connection, *, user_id: uuid.UUID, email: str, name: str) -> Row:
+    """Insert a user; EmailTaken if the email exists in any letter case."""
+    row = await _INSERT_USER.first(conn, user_id=user_id, email=email, name=name)
     if row is None:
         raise EmailTaken(email)
     return row
 
 
-async def update_user(conn: AsyncConnection, user_id: uuid.UUID, changes: dict) -> sa.Row:
+async def update_user(conn: Connection, user_id: uuid.UUID, changes: dict) -> Row:
     """Apply `changes` to an existing user; EmailTaken if the new email belongs to another user."""
-    statement = (
-        sa.update(users)
-        .where(users.c.id == user_id)
-        .values(**changes, updated_at=sa.func.now())
-        .returning(users)
-    )
     try:
-        async with conn.begin_nested():  # a clash rolls back to here, not the whole request
-            row = (await conn.execute(statement)).first()
-    except sa.exc.IntegrityError as exc:
+        async with conn.transaction():  # a savepoint: a clash rolls back to here, not the request
+            row = await _UPDATE_USER.first(conn, **changes, target_id=user_id)
+    except Exception as exc:
         if violated_constraint(exc) == EMAIL_KEY:
             raise EmailTaken(changes["email"]) from exc
         raise
@@ -108,15 +106,12 @@ async def update_user(conn: AsyncConnection, user_id: uuid.UUID, changes: dict) 
     return row
 
 
-async def delete_user(conn: AsyncConnection, user_id: uuid.UUID) -> None:
-    deleted = await conn.execute(
-        sa.delete(users).where(users.c.id == user_id).returning(users.c.id)
-    )
-    if deleted.first() is None:
+async def delete_user(conn: Connection, user_id: uuid.UUID) -> None:
+    if await _DELETE_USER.first(conn, user_id=user_id) is None:
         raise UserNotFound(user_id)
 
 
-async def add_to_stats(conn: AsyncConnection, user_id: uuid.UUID, orders: int, cents: int) -> None:
+async def add_to_stats(conn: Connection, user_id: uuid.UUID, orders: int, cents: int) -> None:
     """Add to (or, negative, take from) a user's stats in one atomic statement.
 
     UserNotFound if there is no such user; StatsUnderflow if the result would be negative.

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import uuid
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import Row
+from shared.db import Connection, Row
 from shared.envelope import Envelope
 from shared.errors import PermanentError
 from shared.handlers import Handler
@@ -25,8 +23,8 @@ log = structlog.get_logger(__name__)
 
 
 async def register_user(
-    conn: AsyncConnection, *, email: str, name: str, correlation_id: str | None = None
-) -> sa.Row:
+    conn: Connection, *, email: str, name: str, correlation_id: str | None = None
+) -> Row:
     """Create a user and owe `user.registered`; a taken email (any case) raises EmailTaken."""
     user = await db.insert_user(conn, user_id=uuid.uuid4(), email=email, name=name)
     registered = UserRegistered(user_id=user.id, email=user.email, name=user.name)
@@ -35,12 +33,12 @@ async def register_user(
 
 
 async def update_user(
-    conn: AsyncConnection,
+    conn: Connection,
     user_id: uuid.UUID,
     changes: dict,
     *,
     correlation_id: str | None = None,
-) -> Row | sa.Row:
+) -> Row:
     """Apply the fields that differ and owe `user.updated`; a change to nothing emits nothing."""
     # Locked, so a concurrent update cannot slip between the comparison and the write.
     user = await db.fetch_user(conn, user_id, for_update=True)
@@ -56,7 +54,7 @@ async def update_user(
 
 
 async def delete_user(
-    conn: AsyncConnection, user_id: uuid.UUID, *, correlation_id: str | None = None
+    conn: Connection, user_id: uuid.UUID, *, correlation_id: str | None = None
 ) -> None:
     """Delete the user and owe `user.deleted` (orders cancels the user's open orders)."""
     await db.delete_user(conn, user_id)
@@ -64,7 +62,7 @@ async def delete_user(
 
 
 async def _count(
-    conn: AsyncConnection, envelope: Envelope, user_id: uuid.UUID, orders: int, cents: int
+    conn: Connection, envelope: Envelope, user_id: uuid.UUID, orders: int, cents: int
 ) -> None:
     try:
         await db.add_to_stats(conn, user_id, orders, cents)
@@ -78,13 +76,13 @@ async def _count(
         ) from exc
 
 
-async def on_order_paid(conn: AsyncConnection, envelope: Envelope) -> None:
+async def on_order_paid(conn: Connection, envelope: Envelope) -> None:
     """A paid order counts towards the user's lifetime stats."""
     paid = OrderPaid.model_validate(envelope.data)
     await _count(conn, envelope, paid.user_id, 1, paid.total_cents)
 
 
-async def on_order_refunded(conn: AsyncConnection, envelope: Envelope) -> None:
+async def on_order_refunded(conn: Connection, envelope: Envelope) -> None:
     """A refund takes the order back out of the stats."""
     refunded = OrderRefunded.model_validate(envelope.data)
     await _count(conn, envelope, refunded.user_id, -1, -refunded.total_cents)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import make_engine
+from shared.db import Database, make_engine
 from tests.support.proxy import TcpProxy
 
 
@@ -17,6 +17,14 @@ async def engine(database) -> AsyncIterator[AsyncEngine]:
     engine = make_engine(database.admin_url)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+async def service_database(database) -> AsyncIterator[Database]:
+    """A pool as the services run on (shared.db.Database), on this test's own database copy."""
+    pooled = Database(database.admin_url)
+    yield pooled
+    await pooled.close()
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ import asyncio
 import prometheus_client
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.db import AsyncpgStatement, Connection
 from shared.envelope import Envelope, new_envelope
 from shared.inbox import InboxGuard, inbox_table
 from tests.support.eventually import eventually
@@ -55,8 +56,10 @@ def payment_succeeded() -> Envelope:
 def recording(effects: sa.Table):
     """A handler whose effect is one row per call."""
 
-    async def record_payment(conn: AsyncConnection, envelope: Envelope) -> None:
-        await conn.execute(sa.insert(effects).values(order_id=envelope.subject))
+    insert = AsyncpgStatement(sa.insert(effects))
+
+    async def record_payment(conn: Connection, envelope: Envelope) -> None:
+        await insert.execute(conn, order_id=envelope.subject)
 
     return record_payment
 
@@ -73,9 +76,9 @@ def duplicates_skipped(consumer: str) -> float:
     return value or 0.0
 
 
-async def test_same_message_twice_has_one_effect(engine, tables, consumer):
+async def test_same_message_twice_has_one_effect(engine, service_database, tables, consumer):
     inbox, effects = tables
-    handle = InboxGuard(engine, inbox, consumer).wrap(recording(effects))
+    handle = InboxGuard(service_database, inbox, consumer).wrap(recording(effects))
     envelope = payment_succeeded()
 
     await handle(envelope)
@@ -88,12 +91,14 @@ async def test_same_message_twice_has_one_effect(engine, tables, consumer):
     assert duplicates_skipped(consumer) == 1
 
 
-async def test_failing_handler_leaves_neither_effect_nor_inbox_row(engine, tables, consumer):
+async def test_failing_handler_leaves_neither_effect_nor_inbox_row(
+    engine, service_database, tables, consumer
+):
     inbox, effects = tables
-    guard = InboxGuard(engine, inbox, consumer)
+    guard = InboxGuard(service_database, inbox, consumer)
     record_payment = recording(effects)
 
-    async def record_then_fail(conn: AsyncConnection, envelope: Envelope) -> None:
+    async def record_then_fail(conn: Connection, envelope: Envelope) -> None:
         await record_payment(conn, envelope)
         raise HandlerFailed("downstream check failed")
 
@@ -121,16 +126,18 @@ async def waiting_on_the_inbox(engine: AsyncEngine, waiting: int) -> None:
     await eventually(blocked, message=f"{waiting} deliveries blocked on the inbox")
 
 
-async def test_concurrent_duplicate_deliveries_have_one_effect(engine, tables, consumer):
+async def test_concurrent_duplicate_deliveries_have_one_effect(
+    engine, service_database, tables, consumer
+):
     inbox, effects = tables
     record_payment = recording(effects)
 
-    async def record_while_duplicates_wait(conn: AsyncConnection, envelope: Envelope) -> None:
+    async def record_while_duplicates_wait(conn: Connection, envelope: Envelope) -> None:
         await record_payment(conn, envelope)
         # Hold the transaction open until every other delivery is inside its own.
         await waiting_on_the_inbox(engine, CONCURRENT_DELIVERIES - 1)
 
-    handle = InboxGuard(engine, inbox, consumer).wrap(record_while_duplicates_wait)
+    handle = InboxGuard(service_database, inbox, consumer).wrap(record_while_duplicates_wait)
     envelope = payment_succeeded()
     await asyncio.gather(*(handle(envelope) for _ in range(CONCURRENT_DELIVERIES)))
 
@@ -139,13 +146,13 @@ async def test_concurrent_duplicate_deliveries_have_one_effect(engine, tables, c
 
 
 async def test_concurrent_duplicate_takes_over_when_the_first_delivery_fails(
-    engine, tables, consumer
+    engine, service_database, tables, consumer
 ):
     inbox, effects = tables
     record_payment = recording(effects)
     calls = 0
 
-    async def first_fails(conn: AsyncConnection, envelope: Envelope) -> None:
+    async def first_fails(conn: Connection, envelope: Envelope) -> None:
         nonlocal calls
         calls += 1
         await record_payment(conn, envelope)
@@ -153,7 +160,7 @@ async def test_concurrent_duplicate_takes_over_when_the_first_delivery_fails(
             await waiting_on_the_inbox(engine, 1)
             raise HandlerFailed("first delivery fails after the second arrived")
 
-    handle = InboxGuard(engine, inbox, consumer).wrap(first_fails)
+    handle = InboxGuard(service_database, inbox, consumer).wrap(first_fails)
     envelope = payment_succeeded()
     outcomes = await asyncio.gather(handle(envelope), handle(envelope), return_exceptions=True)
 

@@ -103,7 +103,7 @@ async def each_subject_failed(engine: AsyncEngine, outbox: sa.Table, *, after: i
 
 
 async def test_rows_of_a_rolled_back_transaction_are_never_published(
-    engine, outbox, kafka, stack, names
+    service_database, engine, outbox, kafka, stack, names
 ):
     doomed, kept = order_event("order-1"), order_event("order-2")
     async with engine.connect() as conn:
@@ -112,7 +112,7 @@ async def test_rows_of_a_rolled_back_transaction_are_never_published(
     async with engine.begin() as conn:
         await add_to_outbox(conn, outbox, ORDERS_EVENTS, kept)
 
-    relay = OutboxRelay(engine, outbox, {"kafka": kafka})
+    relay = OutboxRelay(service_database, outbox, {"kafka": kafka})
     assert await relay.run_once() == 1
 
     assert [row.message_id for row in await outbox_rows(engine, outbox)] == [kept.id]
@@ -121,7 +121,7 @@ async def test_rows_of_a_rolled_back_transaction_are_never_published(
 
 
 async def test_committed_rows_are_published_in_order_and_marked_sent(
-    engine, outbox, kafka, stack, names
+    service_database, engine, outbox, kafka, stack, names
 ):
     events = [
         order_event("order-1"),
@@ -136,7 +136,7 @@ async def test_committed_rows_are_published_in_order_and_marked_sent(
                 conn, outbox, ORDERS_EVENTS, event, headers={"traceparent": traceparent}
             )
 
-    relay = OutboxRelay(engine, outbox, {"kafka": kafka})
+    relay = OutboxRelay(service_database, outbox, {"kafka": kafka})
     assert await relay.run_once() == len(events)
     assert await relay.run_once() == 0  # nothing is published twice
 
@@ -166,8 +166,8 @@ async def listeners(engine: AsyncEngine, outbox: sa.Table) -> int:
         return await conn.scalar(statement, {"listen": listen})
 
 
-async def test_relay_wakes_on_notify_long_before_its_poll(engine, outbox, kafka):
-    relay = OutboxRelay(engine, outbox, {"kafka": kafka}, poll_interval=30)
+async def test_relay_wakes_on_notify_long_before_its_poll(service_database, engine, outbox, kafka):
+    relay = OutboxRelay(service_database, outbox, {"kafka": kafka}, poll_interval=30)
     await relay.start()
     try:
         await eventually(lambda: listeners(engine, outbox), message="relay LISTENs")
@@ -206,7 +206,7 @@ async def test_relay_keeps_going_through_a_database_outage(engine, outbox, kafka
 
 
 async def test_outbox_survives_a_broker_outage_and_keeps_order_per_subject(
-    engine, outbox, stack, names
+    service_database, engine, outbox, stack, names
 ):
     async with RabbitBus(stack.amqp_url, prefix=names) as topology:
         await topology.declare_exchange(PAYMENT_REQUESTED.name, "direct")
@@ -222,7 +222,7 @@ async def test_outbox_survives_a_broker_outage_and_keeps_order_per_subject(
         proxied = amqp.with_host(proxy.host).with_port(proxy.port)
         proxied = str(proxied.update_query(reconnect_interval=0.5))
         async with RabbitBus(proxied, prefix=names, confirm_timeout=1) as rabbit:
-            relay = OutboxRelay(engine, outbox, {"rabbit": rabbit}, max_backoff=1)
+            relay = OutboxRelay(service_database, outbox, {"rabbit": rabbit}, max_backoff=1)
             await relay.start()
             try:
                 proxy.cut()
@@ -255,13 +255,13 @@ async def test_outbox_survives_a_broker_outage_and_keeps_order_per_subject(
 
 
 async def test_outbox_survives_a_kafka_crash_and_keeps_order_per_key(
-    engine, outbox, stack, names, servers
+    service_database, engine, outbox, stack, names, servers
 ):
     # A short publish timeout keeps each failed round, and so the test, short.
     kafka = KafkaBus(stack.kafka_bootstrap, prefix=names, publish_timeout=1.0)
     await kafka.ensure_topics({TOPIC: PARTITIONS})
     await kafka.start()
-    relay = OutboxRelay(engine, outbox, {"kafka": kafka}, max_backoff=1)
+    relay = OutboxRelay(service_database, outbox, {"kafka": kafka}, max_backoff=1)
     await relay.start()
     try:
         first = order_event("order-0")
@@ -286,7 +286,7 @@ async def test_outbox_survives_a_kafka_crash_and_keeps_order_per_key(
 
 
 async def test_two_relays_publish_each_of_200_rows_exactly_once(
-    engine, outbox, kafka, stack, names, database
+    service_database, engine, outbox, kafka, stack, names, database
 ):
     events = [order_event(f"order-{n % 20}", step=n) for n in range(200)]
     for start in range(0, len(events), 20):
@@ -298,7 +298,7 @@ async def test_two_relays_publish_each_of_200_rows_exactly_once(
     # service instance would.
     relays = [
         OutboxRelay(source, outbox, {"kafka": kafka}, batch_size=10, poll_interval=0.2)
-        for source in (engine, database.admin_url)
+        for source in (service_database, database.admin_url)
     ]
     await asyncio.gather(*(relay.start() for relay in relays))
     try:

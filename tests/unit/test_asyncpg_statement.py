@@ -49,7 +49,7 @@ def test_values_follow_the_sql_and_the_statements_own_literals_fill_the_rest():
     ],
 )  # fmt: skip
 def test_what_sqlalchemy_would_do_at_each_call_is_refused(statement, params):
-    with pytest.raises(TypeError, match=r"use conn\.execute"):
+    with pytest.raises(TypeError, match="would have work to do at each call"):
         AsyncpgStatement(statement)._bound(params)
 
 

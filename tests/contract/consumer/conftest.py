@@ -5,22 +5,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import make_engine
+from shared.db import Database
 
-EngineOf = Callable[[str], AsyncEngine]
+DatabaseOf = Callable[[str], Database]
 
 
 @pytest.fixture
-async def engine_of(database) -> AsyncIterator[EngineOf]:
-    """An engine on this test's database, logged in as the named service's own role."""
-    engines: list[AsyncEngine] = []
+async def database_of(database) -> AsyncIterator[DatabaseOf]:
+    """A pool on this test's database, as the services run on, logged in as the named service's
+    own role."""
+    opened: list[Database] = []
 
-    def open_engine(service: str) -> AsyncEngine:
-        engines.append(make_engine(database.url(service), pool_size=2))
-        return engines[-1]
+    def open_database(service: str) -> Database:
+        opened.append(Database(database.url(service), size=2))
+        return opened[-1]
 
-    yield open_engine
-    for engine in engines:
-        await engine.dispose()
+    yield open_database
+    for pooled in opened:
+        await pooled.close()

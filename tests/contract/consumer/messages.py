@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pact import Pact, match
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.db import Database
 from shared.dispatch import Dispatcher
 from shared.envelope import CONTENT_TYPE, Envelope, decode
 from shared.runtime import Wiring
@@ -66,7 +66,7 @@ def receive(pact: Pact) -> tuple[Envelope, dict[str, Any]]:
 
 
 def subscriber(
-    wiring: Wiring, envelope: Envelope, metadata: dict[str, Any], engine: AsyncEngine
+    wiring: Wiring, envelope: Envelope, metadata: dict[str, Any], database: Database
 ) -> Dispatcher:
     """The consumer's own dispatcher for where the message arrives; fails if it listens elsewhere.
 
@@ -90,11 +90,11 @@ def subscriber(
         consumer, handlers = reads[0].queue, reads[0].handlers
     # A type without a handler is acknowledged and ignored: say so rather than miss an effect.
     assert envelope.type in handlers, f"{consumer} has no handler for {envelope.type!r}"
-    return Dispatcher(consumer, handlers, engine, wiring.inbox)
+    return Dispatcher(consumer, handlers, database, wiring.inbox)
 
 
-async def deliver(wiring: Wiring, pact: Pact, engine: AsyncEngine) -> Envelope:
+async def deliver(wiring: Wiring, pact: Pact, database: Database) -> Envelope:
     """Hand the pact's message to the consumer's real dispatcher, as its broker consumer would."""
     envelope, metadata = receive(pact)
-    await subscriber(wiring, envelope, metadata, engine)(envelope)
+    await subscriber(wiring, envelope, metadata, database)(envelope)
     return envelope

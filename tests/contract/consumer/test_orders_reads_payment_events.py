@@ -26,52 +26,52 @@ def payment_event(pact: Pact, type: str, data: dict) -> None:
     expect(pact, f"a {type} event", body, on_rabbit("payments.events", type))
 
 
-async def an_order(engine, status: OrderStatus) -> None:
-    async with engine.begin() as conn:
+async def an_order(database, status: OrderStatus) -> None:
+    async with database.transaction() as conn:
         await db.insert_order(
             conn, uuid.UUID(ORDER_ID), uuid.UUID(USER_ID), status, 2599, "EUR", []
         )
 
 
-async def the_order(engine):
-    async with engine.connect() as conn:
+async def the_order(database):
+    async with database.reading() as conn:
         return await db.fetch_order(conn, uuid.UUID(ORDER_ID))
 
 
-async def test_payment_succeeded_marks_the_order_paid(engine_of):
+async def test_payment_succeeded_marks_the_order_paid(database_of):
     pact = Pact("orders", "payments")
     # Orders keeps the payment id as text: any string will do, it need not be a uuid.
     payment_event(pact, "payment.succeeded", {"payment_id": match.str(PAYMENT_ID)})
-    engine = engine_of("orders")
-    await an_order(engine, OrderStatus.PENDING_PAYMENT)
+    database = database_of("orders")
+    await an_order(database, OrderStatus.PENDING_PAYMENT)
 
-    await deliver(wiring(), pact, engine)
+    await deliver(wiring(), pact, database)
 
-    order = await the_order(engine)
+    order = await the_order(database)
     assert (order.status, order.payment_id) == (OrderStatus.PAID, PAYMENT_ID)
     publish(pact)
 
 
-async def test_payment_failed_ends_the_order_with_the_reason(engine_of):
+async def test_payment_failed_ends_the_order_with_the_reason(database_of):
     pact = Pact("orders", "payments")
     payment_event(pact, "payment.failed", {"reason": match.str("card_declined")})
-    engine = engine_of("orders")
-    await an_order(engine, OrderStatus.PENDING_PAYMENT)
+    database = database_of("orders")
+    await an_order(database, OrderStatus.PENDING_PAYMENT)
 
-    await deliver(wiring(), pact, engine)
+    await deliver(wiring(), pact, database)
 
-    order = await the_order(engine)
+    order = await the_order(database)
     assert (order.status, order.cancel_reason) == (OrderStatus.PAYMENT_FAILED, "card_declined")
     publish(pact)
 
 
-async def test_payment_refunded_marks_a_paid_order_refunded(engine_of):
+async def test_payment_refunded_marks_a_paid_order_refunded(database_of):
     pact = Pact("orders", "payments")
     payment_event(pact, "payment.refunded", {})
-    engine = engine_of("orders")
-    await an_order(engine, OrderStatus.PAID)
+    database = database_of("orders")
+    await an_order(database, OrderStatus.PAID)
 
-    await deliver(wiring(), pact, engine)
+    await deliver(wiring(), pact, database)
 
-    assert (await the_order(engine)).status == OrderStatus.REFUNDED
+    assert (await the_order(database)).status == OrderStatus.REFUNDED
     publish(pact)

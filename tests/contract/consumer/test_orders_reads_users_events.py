@@ -26,7 +26,7 @@ class KnownUsers:
         return None
 
 
-async def test_user_deleted_cancels_the_users_open_orders(engine_of):
+async def test_user_deleted_cancels_the_users_open_orders(database_of):
     pact = Pact("orders", "users")
     expect(
         pact,
@@ -39,17 +39,17 @@ async def test_user_deleted_cancels_the_users_open_orders(engine_of):
         ),
         on_kafka("users.events", key=USER_ID),
     )
-    engine = engine_of("orders")
+    database = database_of("orders")
     order, _ = await place_order(
-        engine,
+        database,
         KnownUsers(),
         user_id=uuid.UUID(USER_ID),
         currency="EUR",
         items=[Item("pen", 1, 99)],
     )
 
-    await deliver(wiring(), pact, engine)
+    await deliver(wiring(), pact, database)
 
-    async with engine.connect() as conn:
+    async with database.reading() as conn:
         assert (await db.fetch_order(conn, order.id)).status == OrderStatus.CANCELLED
     publish(pact)

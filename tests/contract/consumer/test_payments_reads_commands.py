@@ -25,12 +25,12 @@ def command(pact: Pact, type: str, data: dict) -> None:
     expect(pact, f"a {type} command", body, on_rabbit("payments.commands", type))
 
 
-async def payment_of(engine):
-    async with engine.connect() as conn:
+async def payment_of(database):
+    async with database.reading() as conn:
         return await db.payment_for_order(conn, uuid.UUID(ORDER_ID))
 
 
-async def test_payment_requested_opens_a_payment_awaiting_the_provider(engine_of):
+async def test_payment_requested_opens_a_payment_awaiting_the_provider(database_of):
     pact = Pact("payments", "orders")
     data = {
         "order_id": match.uuid(ORDER_ID),
@@ -39,11 +39,11 @@ async def test_payment_requested_opens_a_payment_awaiting_the_provider(engine_of
         "currency": match.regex("EUR", regex=CURRENCY),
     }
     command(pact, "payment.requested", data)
-    engine = engine_of("payments")
+    database = database_of("payments")
 
-    await deliver(wiring(), pact, engine)
+    await deliver(wiring(), pact, database)
 
-    payment = await payment_of(engine)
+    payment = await payment_of(database)
     assert payment.status == PaymentStatus.AWAITING_CONFIRMATION
     assert (payment.user_id, payment.amount_cents, payment.currency) == (
         uuid.UUID(USER_ID),
@@ -53,12 +53,12 @@ async def test_payment_requested_opens_a_payment_awaiting_the_provider(engine_of
     publish(pact)
 
 
-async def test_refund_requested_waits_for_the_providers_refund(engine_of):
+async def test_refund_requested_waits_for_the_providers_refund(database_of):
     pact = Pact("payments", "orders")
     data = {"order_id": match.uuid(ORDER_ID), "reason": match.str("order_cancelled")}
     command(pact, "payment.refund_requested", data)
-    engine = engine_of("payments")
-    async with engine.begin() as conn:
+    database = database_of("payments")
+    async with database.transaction() as conn:
         await db.insert_payment(
             conn,
             id=uuid.uuid4(),
@@ -71,7 +71,7 @@ async def test_refund_requested_waits_for_the_providers_refund(engine_of):
             correlation_id="c-1",
         )
 
-    await deliver(wiring(), pact, engine)
+    await deliver(wiring(), pact, database)
 
-    assert (await payment_of(engine)).status == PaymentStatus.REFUND_PENDING
+    assert (await payment_of(database)).status == PaymentStatus.REFUND_PENDING
     publish(pact)

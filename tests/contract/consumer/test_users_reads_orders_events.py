@@ -29,37 +29,37 @@ def order_event(pact: Pact, type: str) -> None:
     expect(pact, f"an {type} event", body, on_kafka("orders.events", key=ORDER_ID))
 
 
-async def a_user(engine, *, orders_paid: int = 0, spent: int = 0) -> None:
-    async with engine.begin() as conn:
+async def a_user(database, *, orders_paid: int = 0, spent: int = 0) -> None:
+    async with database.transaction() as conn:
         await db.insert_user(conn, user_id=uuid.UUID(USER_ID), email="ada@example.com", name="Ada")
         await db.add_to_stats(conn, uuid.UUID(USER_ID), orders_paid, spent)
 
 
-async def stats(engine) -> tuple[int, int]:
-    async with engine.connect() as conn:
+async def stats(database) -> tuple[int, int]:
+    async with database.reading() as conn:
         user = await db.fetch_user(conn, uuid.UUID(USER_ID))
     return user.orders_paid, user.lifetime_spent_cents
 
 
-async def test_order_paid_counts_towards_the_users_stats(engine_of):
+async def test_order_paid_counts_towards_the_users_stats(database_of):
     pact = Pact("users", "orders")
     order_event(pact, "order.paid")
-    engine = engine_of("users")
-    await a_user(engine)
+    database = database_of("users")
+    await a_user(database)
 
-    await deliver(wiring(), pact, engine)
+    await deliver(wiring(), pact, database)
 
-    assert await stats(engine) == (1, TOTAL)
+    assert await stats(database) == (1, TOTAL)
     publish(pact)
 
 
-async def test_order_refunded_takes_the_order_back_out(engine_of):
+async def test_order_refunded_takes_the_order_back_out(database_of):
     pact = Pact("users", "orders")
     order_event(pact, "order.refunded")
-    engine = engine_of("users")
-    await a_user(engine, orders_paid=1, spent=TOTAL)
+    database = database_of("users")
+    await a_user(database, orders_paid=1, spent=TOTAL)
 
-    await deliver(wiring(), pact, engine)
+    await deliver(wiring(), pact, database)
 
-    assert await stats(engine) == (0, 0)
+    assert await stats(database) == (0, 0)
     publish(pact)

@@ -6,12 +6,12 @@ from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 from pact.types import Message
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.db import AsyncpgStatement, Database, Row
 from shared.envelope import CONTENT_TYPE, Envelope, encode
 
 
-def as_published(row: sa.Row) -> Message:
+def as_published(row: Row) -> Message:
     """What `shared.outbox_relay` sends for an outbox row: body, content type and destination."""
     envelope = Envelope.model_validate(row.payload)
     if row.broker == "kafka":
@@ -22,7 +22,7 @@ def as_published(row: sa.Row) -> Message:
 
 
 async def last_owed(
-    engine: AsyncEngine,
+    database: Database,
     outbox: sa.Table,
     scenario: Callable[[], Awaitable[object]],
 ) -> Message:
@@ -31,12 +31,13 @@ async def last_owed(
     The handlers build each envelope and pick its channel themselves, exactly as in production,
     so a renamed field, type or routing key shows up here as what the consumer did not expect.
     """
-    async with engine.connect() as conn:
-        mark = await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(outbox.c.id), 0)))
+    last = sa.select(sa.func.coalesce(sa.func.max(outbox.c.id), 0).label("id"))
+    async with database.reading() as conn:
+        mark = (await AsyncpgStatement(last).one(conn)).id
     await scenario()
     query = sa.select(outbox).where(outbox.c.id > mark).order_by(outbox.c.id.desc()).limit(1)
-    async with engine.connect() as conn:
-        row = (await conn.execute(query)).first()
+    async with database.reading() as conn:
+        row = await AsyncpgStatement(query).first(conn)
     if row is None:
         raise LookupError(f"the scenario left nothing in {outbox.fullname}")
     return as_published(row)

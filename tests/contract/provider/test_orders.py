@@ -6,11 +6,10 @@ import uuid
 from functools import partial
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orders import db, handlers
 from orders.domain import Item
-from shared.db import make_engine
+from shared.db import Database
 from shared.envelope import Envelope, new_envelope
 from tests.contract.provider.outbox import last_owed
 from tests.contract.provider.verification import assert_all_verified, verify
@@ -34,12 +33,12 @@ def payment_event(type: str, order_id: uuid.UUID, **data) -> Envelope:
 class Saga:
     """One order walked through orders' real handlers, each step in its own transaction."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     async def placed(self) -> uuid.UUID:
         order, _ = await handlers.place_order(
-            self.engine,
+            self.database,
             KnownUsers(),
             user_id=uuid.uuid4(),
             currency="EUR",
@@ -58,32 +57,32 @@ class Saga:
 
     async def cancelled_then_paid(self) -> None:
         order_id = await self.placed()
-        async with self.engine.begin() as conn:
+        async with self.database.transaction() as conn:
             await handlers.cancel_order(conn, order_id)
         await self.hears(payment_event("payment.succeeded", order_id))
 
     async def hears(self, envelope: Envelope) -> None:
         """A payment event, through the handler orders registered for its type."""
-        async with self.engine.begin() as conn:
+        async with self.database.transaction() as conn:
             await handlers.PAYMENT_EVENT_HANDLERS[envelope.type](conn, envelope)
 
 
-def messages(engine: AsyncEngine) -> dict:
+def messages(database: Database) -> dict:
     """Each message as orders' real handlers leave it in the outbox, by the pacts' descriptions."""
-    saga = Saga(engine)
+    saga = Saga(database)
     scenarios = {
         "an order.paid event": saga.paid,
         "an order.refunded event": saga.refunded,
         "a payment.requested command": saga.placed,
         "a payment.refund_requested command": saga.cancelled_then_paid,
     }
-    return {d: partial(last_owed, engine, db.outbox, s) for d, s in scenarios.items()}
+    return {d: partial(last_owed, database, db.outbox, s) for d, s in scenarios.items()}
 
 
 async def test_orders_keeps_every_pact_it_is_named_in(database):
-    engine = make_engine(database.url("orders"), pool_size=2)
+    pooled = Database(database.url("orders"), size=2)
     try:
-        run = await verify("orders", messages=messages(engine))
+        run = await verify("orders", messages=messages(pooled))
     finally:
-        await engine.dispose()
+        await pooled.close()
     assert_all_verified(run)

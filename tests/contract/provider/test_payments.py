@@ -8,11 +8,10 @@ from datetime import UTC, datetime
 from functools import partial
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payments import db, handlers
 from payments.messages import ProviderEvent
-from shared.db import make_engine
+from shared.db import Database
 from shared.envelope import new_envelope
 from tests.contract.provider.outbox import last_owed
 from tests.contract.provider.verification import assert_all_verified, verify
@@ -25,8 +24,8 @@ AMOUNT, CURRENCY = 2599, "EUR"
 class Payment:
     """One order's payment walked through payments' real handlers, each step in a transaction."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, database: Database) -> None:
+        self.database = database
         self.order_id = str(uuid.uuid4())
 
     async def command(self, type: str, data: dict) -> None:
@@ -37,7 +36,7 @@ class Payment:
             subject=self.order_id,
             data={"order_id": self.order_id, **data},
         )
-        async with self.engine.begin() as conn:
+        async with self.database.transaction() as conn:
             await handlers.COMMAND_HANDLERS[type](conn, envelope)
 
     async def webhook(self, type: str, **data) -> None:
@@ -56,7 +55,7 @@ class Payment:
             }
         ).encode()
         event = ProviderEvent.model_validate_json(body)
-        async with self.engine.begin() as conn:
+        async with self.database.transaction() as conn:
             await handlers.receive_webhook(conn, f"msg_{uuid.uuid4().hex}", event, body)
 
     async def requested(self) -> None:
@@ -64,27 +63,27 @@ class Payment:
         await self.command("payment.requested", data)
 
 
-async def succeeded(engine) -> None:
-    payment = Payment(engine)
+async def succeeded(database) -> None:
+    payment = Payment(database)
     await payment.requested()
     await payment.webhook("payment.succeeded")
 
 
-async def failed(engine) -> None:
-    payment = Payment(engine)
+async def failed(database) -> None:
+    payment = Payment(database)
     await payment.requested()
     await payment.webhook("payment.failed", failure_reason="card_declined")
 
 
-async def refunded(engine) -> None:
-    payment = Payment(engine)
+async def refunded(database) -> None:
+    payment = Payment(database)
     await payment.requested()
     await payment.webhook("payment.succeeded")
     await payment.command("payment.refund_requested", {"reason": "order_cancelled"})
     await payment.webhook("payment.refunded")
 
 
-def messages(engine: AsyncEngine) -> dict:
+def messages(database: Database) -> dict:
     """Each message as payments' real handlers leave it in the outbox, by the pacts' descriptions."""
     scenarios = {
         "a payment.succeeded event": succeeded,
@@ -92,14 +91,15 @@ def messages(engine: AsyncEngine) -> dict:
         "a payment.refunded event": refunded,
     }
     return {
-        d: partial(last_owed, engine, db.outbox, partial(s, engine)) for d, s in scenarios.items()
+        d: partial(last_owed, database, db.outbox, partial(s, database))
+        for d, s in scenarios.items()
     }
 
 
 async def test_payments_keeps_every_pact_it_is_named_in(database):
-    engine = make_engine(database.url("payments"), pool_size=2)
+    pooled = Database(database.url("payments"), size=2)
     try:
-        run = await verify("payments", messages=messages(engine))
+        run = await verify("payments", messages=messages(pooled))
     finally:
-        await engine.dispose()
+        await pooled.close()
     assert_all_verified(run)

@@ -8,7 +8,7 @@ from pydantic import ConfigDict, Field
 from orders import handlers
 from orders.messages import PAYMENTS_COMMANDS, OrderPaid, PaymentRequested
 from shared.channels import Channel
-from shared.db import make_engine
+from shared.db import Database
 from tests.contract.provider.test_orders import messages
 from tests.contract.provider.verification import Verification, assert_all_verified, verify
 
@@ -23,11 +23,11 @@ class OrderPaidRenamed(OrderPaid):
 
 
 async def verify_orders(database) -> Verification:
-    engine = make_engine(database.url("orders"), pool_size=2)
+    pooled = Database(database.url("orders"), size=2)
     try:
-        return await verify("orders", messages=messages(engine))
+        return await verify("orders", messages=messages(pooled))
     finally:
-        await engine.dispose()
+        await pooled.close()
 
 
 def failed(run: Verification) -> list[str]:

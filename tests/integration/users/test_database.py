@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import make_engine
+from shared.db import Database, broken_rule, is_statement_timeout
 from shared.runtime import Runtime
 from tests.integration.users.probes import count, outbox_types
 from tests.support.eventually import eventually
@@ -24,27 +23,30 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def runtime(users_settings) -> AsyncIterator[Runtime]:
-    """The users runtime's engine, unstarted: no brokers, only its database pool."""
+    """The users runtime, unstarted: no brokers, only its database pool."""
     runtime = Runtime(users_settings(db_pool_size=2, db_statement_timeout_ms=300), wiring())
     yield runtime
-    await runtime.engine.dispose()
+    await runtime.database.close()
 
 
-async def backend_pid(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        return await conn.scalar(sa.text("SELECT pg_backend_pid()"))
+@pytest.fixture
+async def one_connection(users_settings) -> AsyncIterator[Database]:
+    """The users database on a pool of one connection."""
+    database = Database(users_settings().database_url, size=1)
+    yield database
+    await database.close()
 
 
-def driver_error(exc: sa.exc.DBAPIError) -> Exception:
-    """The asyncpg exception behind a SQLAlchemy one."""
-    return exc.orig.driver_exception
+async def backend_pid(database: Database) -> int:
+    async with database.reading() as conn:
+        return await conn.fetchval("SELECT pg_backend_pid()")
 
 
 async def test_inner_savepoint_rolls_back_while_outer_transaction_commits(runtime, admin):
-    async with runtime.engine.begin() as tx:
+    async with runtime.database.transaction() as tx:
         await handlers.register_user(tx, email="outer@example.com", name="Outer")
         with pytest.raises(RuntimeError):
-            async with tx.begin_nested():
+            async with tx.transaction():
                 await handlers.register_user(tx, email="inner@example.com", name="Inner")
                 raise RuntimeError("give up the inner part")
         await handlers.register_user(tx, email="after@example.com", name="After")
@@ -56,17 +58,16 @@ async def test_inner_savepoint_rolls_back_while_outer_transaction_commits(runtim
 
 
 async def test_unique_violation_maps_to_email_taken(runtime, admin):
-    async with runtime.engine.begin() as tx:
+    async with runtime.database.transaction() as tx:
         await db.insert_user(tx, user_id=uuid.uuid4(), email="one@example.com", name="One")
         two = await db.insert_user(tx, user_id=uuid.uuid4(), email="2@example.com", name="2")
 
-    async with runtime.engine.begin() as tx:
+    async with runtime.database.transaction() as tx:
         with pytest.raises(EmailTaken) as raised:
             await db.update_user(tx, two.id, {"email": "ONE@example.com"})
         cause = raised.value.__cause__
-        assert isinstance(cause, sa.exc.IntegrityError)
-        assert cause.orig.sqlstate == "23505"
-        assert isinstance(driver_error(cause), asyncpg.UniqueViolationError)
+        assert isinstance(cause, asyncpg.UniqueViolationError)
+        assert cause.sqlstate == "23505"
         assert db.violated_constraint(cause) == db.EMAIL_KEY
         # Only the savepoint was lost: the transaction goes on and commits.
         await db.update_user(tx, two.id, {"name": "Two"})
@@ -77,7 +78,7 @@ async def test_unique_violation_maps_to_email_taken(runtime, admin):
 
 
 async def test_inserting_a_taken_email_is_email_taken_and_keeps_the_transaction(runtime, admin):
-    async with runtime.engine.begin() as conn:
+    async with runtime.database.transaction() as conn:
         await db.insert_user(conn, user_id=uuid.uuid4(), email="one@example.com", name="One")
         with pytest.raises(EmailTaken):
             await db.insert_user(conn, user_id=uuid.uuid4(), email="One@Example.com", name="1")
@@ -86,19 +87,18 @@ async def test_inserting_a_taken_email_is_email_taken_and_keeps_the_transaction(
     assert await count(admin, db.users) == 2
 
 
-async def test_foreign_key_violation_maps_to_integrity_error_naming_the_key(runtime):
-    async with runtime.engine.begin() as conn:  # users has no foreign key of its own: add one
-        await conn.execute(sa.text(NOTES))
+async def test_a_foreign_key_violation_names_the_key(runtime):
+    async with runtime.database.transaction() as conn:  # users has no foreign key: add one
+        await conn.execute(NOTES)
 
-    async with runtime.engine.connect() as tx:
-        with pytest.raises(sa.exc.IntegrityError) as raised:
-            await tx.execute(
-                sa.text("INSERT INTO users.notes (user_id, text) VALUES (:user_id, 'orphan')"),
-                {"user_id": uuid.uuid4()},
+    async with runtime.database.reading() as conn:
+        with pytest.raises(asyncpg.ForeignKeyViolationError) as raised:
+            await conn.execute(
+                "INSERT INTO users.notes (user_id, text) VALUES ($1, 'orphan')", uuid.uuid4()
             )
-    assert raised.value.orig.sqlstate == "23503"
-    assert isinstance(driver_error(raised.value), asyncpg.ForeignKeyViolationError)
+    assert raised.value.sqlstate == "23503"
     assert db.violated_constraint(raised.value) == "notes_user_fk"
+    assert broken_rule(raised.value) == "conflict"
 
 
 NOTES = """CREATE TABLE users.notes (
@@ -108,35 +108,35 @@ NOTES = """CREATE TABLE users.notes (
 )"""
 
 
-async def test_not_null_violation_maps_to_integrity_error_naming_the_column(runtime):
-    async with runtime.engine.connect() as conn:
-        with pytest.raises(sa.exc.IntegrityError) as raised:
-            await conn.execute(sa.insert(db.users).values(id=uuid.uuid4(), email="n@x.io"))
-    assert raised.value.orig.sqlstate == "23502"
-    assert isinstance(driver_error(raised.value), asyncpg.NotNullViolationError)
-    assert driver_error(raised.value).column_name == "name"
+async def test_a_not_null_violation_names_the_column(runtime):
+    async with runtime.database.reading() as conn:
+        with pytest.raises(asyncpg.NotNullViolationError) as raised:
+            await conn.execute(
+                "INSERT INTO users.users (id, email) VALUES ($1, 'n@x.io')", uuid.uuid4()
+            )
+    assert raised.value.sqlstate == "23502"
+    assert raised.value.column_name == "name"
+    assert broken_rule(raised.value) == "invalid"
 
 
 async def test_check_violation_names_the_stats_constraint(runtime):
-    async with runtime.engine.begin() as conn:
+    async with runtime.database.transaction() as conn:
         user = await db.insert_user(conn, user_id=uuid.uuid4(), email="c@x.io", name="C")
-    async with runtime.engine.connect() as conn:
-        with pytest.raises(sa.exc.IntegrityError) as raised:
-            await conn.execute(
-                sa.update(db.users).where(db.users.c.id == user.id).values(orders_paid=-1)
-            )
-    assert raised.value.orig.sqlstate == "23514"
+    async with runtime.database.reading() as conn:
+        with pytest.raises(asyncpg.CheckViolationError) as raised:
+            await conn.execute("UPDATE users.users SET orders_paid = -1 WHERE id = $1", user.id)
+    assert raised.value.sqlstate == "23514"
     assert db.violated_constraint(raised.value) == "users_orders_paid_not_negative"
 
 
 async def test_statement_timeout_surfaces_as_a_clear_error(runtime):
-    # The runtime's engine was built from db_statement_timeout_ms=300.
-    async with runtime.engine.connect() as conn:
-        with pytest.raises(sa.exc.DBAPIError) as raised:
-            await conn.execute(sa.text("SELECT pg_sleep(5)"))
-    assert isinstance(driver_error(raised.value), asyncpg.QueryCanceledError)
+    # The runtime's database was built from db_statement_timeout_ms=300.
+    async with runtime.database.reading() as conn:
+        with pytest.raises(asyncpg.QueryCanceledError) as raised:
+            await conn.execute("SELECT pg_sleep(5)")
     assert "canceling statement due to statement timeout" in str(raised.value)
-    assert await backend_pid(runtime.engine)  # and the pool serves on
+    assert is_statement_timeout(raised.value)
+    assert await backend_pid(runtime.database)  # and the pool serves on
 
 
 async def test_more_work_than_the_pool_holds_completes_by_queueing(runtime, admin):
@@ -144,10 +144,11 @@ async def test_more_work_than_the_pool_holds_completes_by_queueing(runtime, admi
     in_use: list[int] = []
 
     async def register(i: int) -> None:
-        async with runtime.engine.begin() as conn:
+        async with runtime.database.transaction() as conn:
             await handlers.register_user(conn, email=f"q{i}@example.com", name=f"Q{i}")
-            in_use.append(runtime.engine.pool.checkedout())
-            await conn.execute(sa.text("SELECT pg_sleep(0.02)"))  # hold the connection a bit
+            pool = runtime.database.pool
+            in_use.append(pool.get_size() - pool.get_idle_size())
+            await conn.execute("SELECT pg_sleep(0.02)")  # hold the connection a bit
 
     await asyncio.gather(*(register(i) for i in range(6 * pool_size)))
 
@@ -155,54 +156,50 @@ async def test_more_work_than_the_pool_holds_completes_by_queueing(runtime, admi
     assert await count(admin, db.users) == 6 * pool_size
 
 
-async def test_pool_serves_again_after_a_failed_statement(users_settings, admin):
-    engine = make_engine(users_settings().database_url, pool_size=1)
-    try:
-        before = await backend_pid(engine)
-        with pytest.raises(sa.exc.DBAPIError):
-            async with engine.begin() as conn:
-                await conn.execute(sa.text("SELECT 1 / 0"))
-        async with engine.begin() as conn:
-            await handlers.register_user(conn, email="again@example.com", name="Again")
-        # The one pooled connection was rolled back and reused, not thrown away.
-        assert await backend_pid(engine) == before
-    finally:
-        await engine.dispose()
+async def test_pool_serves_again_after_a_failed_statement(one_connection, admin):
+    database = one_connection
+    before = await backend_pid(database)
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        async with database.transaction() as conn:
+            await conn.execute("SELECT 1 / 0")
+    async with database.transaction() as conn:
+        await handlers.register_user(conn, email="again@example.com", name="Again")
+    # The one pooled connection was rolled back and reused, not thrown away.
+    assert await backend_pid(database) == before
     assert await count(admin, db.users) == 1
 
 
 async def test_pool_recovers_after_an_idle_connection_is_killed(users_settings, admin):
     # ping_after_idle=0: every checkout counts as idle, so the pool checks before handing out.
-    engine = make_engine(users_settings().database_url, pool_size=1, ping_after_idle=0)
+    database = Database(users_settings().database_url, size=1, ping_after_idle=0)
     try:
-        victim = await backend_pid(engine)
+        victim = await backend_pid(database)
         async with admin.connect() as conn:
             assert await conn.scalar(sa.select(sa.func.pg_terminate_backend(victim)))
-        async with engine.begin() as tx:
+        async with database.transaction() as tx:
             await handlers.register_user(tx, email="revived@example.com", name="Revived")
-        assert await backend_pid(engine) != victim
+        assert await backend_pid(database) != victim
     finally:
-        await engine.dispose()
+        await database.close()
     assert await count(admin, db.users) == 1
 
 
 async def test_a_connection_the_server_closed_is_replaced_before_use(users_settings, admin):
     # Used moments ago, so not pinged (ping_after_idle=60): the pool still notices, for free,
     # a connection the server closed (restart, terminate), and no transaction fails for it.
-    engine = make_engine(users_settings().database_url, pool_size=1, ping_after_idle=60)
+    database = Database(users_settings().database_url, size=1, ping_after_idle=60)
     try:
-        async with engine.connect() as conn:
-            victim = await conn.scalar(sa.text("SELECT pg_backend_pid()"))
-            client_side = (await conn.get_raw_connection()).driver_connection
+        async with database.reading() as conn:
+            victim = await conn.fetchval("SELECT pg_backend_pid()")
         async with admin.connect() as conn:
             assert await conn.scalar(sa.select(sa.func.pg_terminate_backend(victim, 5000)))
         # The server has closed it; once the client has read that, it is known to be gone.
-        await eventually(client_side.is_closed, message="the client saw the close")
+        await eventually(lambda: database.pool.get_size() == 0, message="the client saw the close")
 
-        async with engine.begin() as tx:
+        async with database.transaction() as tx:
             await handlers.register_user(tx, email="revived@example.com", name="Revived")
 
-        assert await backend_pid(engine) != victim
+        assert await backend_pid(database) != victim
     finally:
-        await engine.dispose()
+        await database.close()
     assert await count(admin, db.users) == 1
