@@ -151,7 +151,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeout)
     @app.exception_handler(InvalidRequestError)
     @app.exception_handler(DBAPIError)
-    @app.exception_handler(asyncpg.PostgresError)  # from the statements run on asyncpg directly
+    @app.exception_handler(asyncpg.PostgresError)  # the services run on asyncpg (shared.db)
     @app.exception_handler(asyncpg.InterfaceError)
     @app.exception_handler(OSError)
     async def database_error(request: Request, exc: Exception) -> JSONResponse:

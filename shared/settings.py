@@ -30,7 +30,8 @@ class ServiceSettings(BaseSettings):
     kafka_replication_factor: int = Field(1, ge=1)
     kafka_min_insync_replicas: int = Field(1, ge=1)
     db_pool_size: int = 10
-    # Seconds a request waits for a free pooled connection before it is answered 503 (retry later).
+    # Seconds a request waits for a pooled connection (a free one, or a new one connecting) before
+    # it is answered 503 (retry later).
     db_pool_timeout: float = Field(30.0, gt=0)
     db_statement_timeout_ms: int = 5000
     outbox_poll_interval: float = 1.0
