@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -81,9 +82,14 @@ class Database:
 
     async def open(self) -> asyncpg.Pool:
         """Make the pool (a first transaction does it too); it connects on demand, so this
-        succeeds while the database is down."""
+        succeeds while the database is down. A closed database opens again."""
         self._closed = False
+        return await self._opened()
+
+    async def _opened(self) -> asyncpg.Pool:
         async with self._opening:
+            if self._closed:
+                raise asyncpg.InterfaceError("the database is closed")
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
                     self.url,
@@ -94,7 +100,7 @@ class Database:
                     init=_prepare,
                     reset=_given_back,
                 )
-        return self._pool
+            return self._pool
 
     @property
     def pool(self) -> asyncpg.Pool | None:
@@ -103,7 +109,8 @@ class Database:
 
     async def close(self, grace: float = 10.0) -> None:
         """Close every connection once given back; after `grace` seconds, close them anyway."""
-        pool, self._pool, self._closed = self._pool, None, True
+        async with self._opening:  # a pool being made now is made, then closed
+            pool, self._pool, self._closed = self._pool, None, True
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), grace)
@@ -128,16 +135,22 @@ class Database:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
-        if self._closed:
-            raise asyncpg.InterfaceError("the database is closed")
-        pool = self._pool or await self.open()
+        pool = self._pool or await self._opened()
         conn = await self._checked_out(pool)
+        # Given back, asyncpg rolls back a transaction left open, and closes a connection it
+        # cannot clean (a statement cancelled midway, say): it is never handed out half-used.
         try:
             yield conn
-        finally:
-            # asyncpg rolls back a transaction left open, and closes a connection it cannot
-            # clean (a statement cancelled midway, say): it is never handed out half-used.
-            await pool.release(conn)
+        except BaseException as error:
+            lost = isinstance(error, Exception) and _closed(conn)
+            with contextlib.suppress(Exception):  # the error in flight says more than this one
+                await pool.release(conn)
+            if lost and not is_unavailable(error):
+                # Whatever the statement's error, the connection is gone with its transaction:
+                # nothing was committed, and the same work passes on another connection.
+                raise ConnectionLost(f"the connection closed: {error!r}") from error
+            raise
+        await pool.release(conn)
 
     async def _checked_out(self, pool: asyncpg.Pool) -> Connection:
         # Each pooled connection may have gone stale at once (the server restarted): one more
@@ -147,7 +160,7 @@ class Database:
             if time.monotonic() - conn.given_back_at < self._ping_after_idle:
                 return conn
             try:
-                await conn.execute("SELECT 1")
+                await conn.execute("SELECT 1", timeout=_PING_TIMEOUT)  # a silent cut never answers
                 return conn
             except Exception as error:  # whatever it is, this connection cannot be trusted
                 log.info("db.stale_connection_closed", error=repr(error))
@@ -157,6 +170,22 @@ class Database:
                 await pool.release(conn)
                 raise
         raise asyncpg.InterfaceError("no pooled connection answered")
+
+
+_PING_TIMEOUT = 5.0
+
+
+def _closed(conn: Connection) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:  # asyncpg has taken back a connection that closed
+        return True
+
+
+class ConnectionLost(ConnectionError):
+    """A connection closed under a statement (the server ended it, a protocol error): nothing of
+    its transaction was committed. As a connection error, it makes the work wait and try again
+    (`is_unavailable`)."""
 
 
 class _PooledConnection(asyncpg.Connection):

@@ -130,6 +130,8 @@ class OutboxRelay:
         if self._tasks:
             return
         self._stop.clear()
+        if self._owns_database:
+            await self._database.open()  # again, after a stop() closed it
         listener = NotifyListener(self._database.url, notify_channel(self._table), self._wake.set)
         self._tasks = [
             asyncio.create_task(self._run(), name=f"outbox-relay:{self._schema}"),

@@ -76,7 +76,7 @@ def is_key_clash(error: BaseException) -> bool:
 
 
 # Statements on every order's path, built once: building one per call costs more than running it.
-# They go to asyncpg directly (shared.db.AsyncpgStatement); JSON is bound as text (json_text).
+# JSON is bound as text (shared.db.json_text): AsyncpgStatement refuses to convert values.
 _ORDER = sa.select(orders).where(orders.c.id == sa.bindparam("order_id"))
 _FETCH_ORDER = AsyncpgStatement(_ORDER)
 # Locked: serialises HTTP cancels and consumed events on the same order.

@@ -70,7 +70,7 @@ inbox = inbox_table(metadata, SCHEMA)
 
 
 # The statements every payment runs, built once: building one per call costs more than running it.
-# They go to asyncpg directly (shared.db.AsyncpgStatement); JSON is bound as text (json_text).
+# JSON is bound as text (shared.db.json_text): AsyncpgStatement refuses to convert values.
 _LOCK_ORDER = AsyncpgStatement(
     sa.select(
         sa.func.pg_advisory_xact_lock(

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import AsyncpgStatement, Database, json_text, reading
+from shared.db import AsyncpgStatement, ConnectionLost, Database, is_unavailable, json_text, reading
 from tests.support.eventually import eventually
 from tests.support.proxy import TcpProxy
 
@@ -199,5 +199,27 @@ async def test_a_row_through_a_database_reads_as_through_sqlalchemy(engine, url)
             expected = (await conn.execute(sa.select(things))).one()
         assert row._asdict() == expected._asdict()
         assert row.body == {"a": [1, "b"]}
+    finally:
+        await database.close()
+
+
+async def test_an_error_on_a_connection_closed_under_it_is_an_outage(engine, url):
+    """Whatever the work raised, its connection is gone: nothing of it was committed, and the
+    same work passes on another connection (a 503, a message tried again)."""
+    database = Database(url, size=1)
+    try:
+        with pytest.raises(ConnectionLost) as raised:
+            async with database.reading() as conn:
+                victim = await conn.fetchval("SELECT pg_backend_pid()")
+                async with reading(engine) as admin:
+                    ended = sa.select(sa.func.pg_terminate_backend(victim, 5000))
+                    assert await admin.scalar(ended)
+                closed = lambda: database.pool.get_size() == 0  # noqa: E731
+                await eventually(closed, message="the client saw the close")
+                raise KeyError("an error of the work's own, on a connection that is gone")
+        assert is_unavailable(raised.value)
+        assert isinstance(raised.value.__cause__, KeyError)
+        async with database.reading() as conn:  # and the pool serves on
+            assert await conn.fetchval("SELECT pg_backend_pid()") != victim
     finally:
         await database.close()

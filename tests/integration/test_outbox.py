@@ -294,7 +294,7 @@ async def test_two_relays_publish_each_of_200_rows_exactly_once(
             for event in events[start : start + 20]:
                 await add_to_outbox(conn, outbox, ORDERS_EVENTS, event)
 
-    # One relay shares the test's engine, the other builds its own from the URL, like a second
+    # One relay shares the test's pool, the other builds its own from the URL, like a second
     # service instance would.
     relays = [
         OutboxRelay(source, outbox, {"kafka": kafka}, batch_size=10, poll_interval=0.2)

@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 from sqlalchemy import exc
 
-from shared.db import broken_rule, is_statement_timeout, is_unavailable
+from shared.db import ConnectionLost, broken_rule, is_statement_timeout, is_unavailable
 
 pytestmark = pytest.mark.unit
 
@@ -99,3 +99,17 @@ def test_a_broken_constraint_is_told_apart(arrived):
     assert broken_rule(arrived(asyncpg.exceptions.UniqueViolationError("dup"))) == "conflict"
     assert broken_rule(arrived(asyncpg.exceptions.NotNullViolationError("null"))) == "invalid"
     assert broken_rule(arrived(asyncpg.exceptions.UndefinedColumnError("no column"))) is None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TimeoutError(),  # no pooled connection came free in time
+        asyncpg.InterfaceError("pool is closing"),
+        asyncpg.InterfaceError("the database is closed"),
+        ConnectionLost("the connection closed: ProtocolError()"),
+    ],
+    ids=["acquire-timeout", "pool-closing", "database-closed", "connection-lost"],
+)
+def test_what_the_services_pool_raises_when_it_cannot_serve_is_an_outage(error):
+    assert is_unavailable(error)
