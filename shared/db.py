@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -83,11 +82,12 @@ class Database:
     async def open(self) -> asyncpg.Pool:
         """Make the pool (a first transaction does it too); it connects on demand, so this
         succeeds while the database is down. A closed database opens again."""
-        self._closed = False
-        return await self._opened()
+        return await self._opened(reopen=True)
 
-    async def _opened(self) -> asyncpg.Pool:
+    async def _opened(self, *, reopen: bool = False) -> asyncpg.Pool:
         async with self._opening:
+            if reopen:
+                self._closed = False
             if self._closed:
                 raise asyncpg.InterfaceError("the database is closed")
             if self._pool is None:
@@ -143,14 +143,20 @@ class Database:
             yield conn
         except BaseException as error:
             lost = isinstance(error, Exception) and _closed(conn)
-            with contextlib.suppress(Exception):  # the error in flight says more than this one
-                await pool.release(conn)
+            await self._give_back(pool, conn)  # the error in flight says more than its own
             if lost and not is_unavailable(error):
                 # Whatever the statement's error, the connection is gone with its transaction:
                 # nothing was committed, and the same work passes on another connection.
                 raise ConnectionLost(f"the connection closed: {error!r}") from error
             raise
-        await pool.release(conn)
+        await self._give_back(pool, conn)  # the work is done: committed, if a transaction
+
+    @staticmethod
+    async def _give_back(pool: asyncpg.Pool, conn: Connection) -> None:
+        try:
+            await pool.release(conn)
+        except Exception as error:  # asyncpg has closed the connection and taken it back
+            log.warning("db.release_failed", error=repr(error))
 
     async def _checked_out(self, pool: asyncpg.Pool) -> Connection:
         # Each pooled connection may have gone stale at once (the server restarted): one more
