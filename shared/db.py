@@ -72,9 +72,7 @@ class Database:
         self.size = size
         self._acquire_timeout = acquire_timeout
         self._ping_after_idle = ping_after_idle
-        self._server_settings = {"application_name": "switchyard"}
-        if statement_timeout_ms is not None:
-            self._server_settings["statement_timeout"] = str(statement_timeout_ms)
+        self._server_settings = server_settings(statement_timeout_ms)
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()  # two first transactions at once make one pool
         self._closed = False
@@ -142,7 +140,7 @@ class Database:
         try:
             yield conn
         except BaseException as error:
-            lost = isinstance(error, Exception) and _closed(conn)
+            lost = isinstance(error, Exception) and _gone(conn)
             await self._give_back(pool, conn)  # the error in flight says more than its own
             if lost and not is_unavailable(error):
                 # Whatever the statement's error, the connection is gone with its transaction:
@@ -181,7 +179,15 @@ class Database:
 _PING_TIMEOUT = 5.0
 
 
-def _closed(conn: Connection) -> bool:
+def server_settings(statement_timeout_ms: int | None) -> dict[str, str]:
+    """What each connection asks of the server at start: its name, and a statement timeout."""
+    settings = {"application_name": "switchyard"}
+    if statement_timeout_ms is not None:
+        settings["statement_timeout"] = str(statement_timeout_ms)
+    return settings
+
+
+def _gone(conn: Connection) -> bool:
     try:
         return conn.is_closed()
     except asyncpg.InterfaceError:  # asyncpg has taken back a connection that closed
@@ -240,15 +246,12 @@ def make_engine(
     noticed for free; one cut silently in that window fails its transaction once, and the pool
     replaces it.
     """
-    server_settings = {"application_name": "switchyard"}
-    if statement_timeout_ms is not None:
-        server_settings["statement_timeout"] = str(statement_timeout_ms)
     engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=pool_timeout,
-        connect_args={"server_settings": server_settings},
+        connect_args={"server_settings": server_settings(statement_timeout_ms)},
     )
     pool = engine.sync_engine.pool
     # Idle time counts from the moment a connection was opened or last given back.

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import structlog
 
 from shared import metrics
-from shared.db import Connection, Database, driver, quoted
+from shared.db import Connection, Database, quoted
 from shared.envelope import Envelope
 
 log = structlog.get_logger(__name__)
@@ -75,7 +75,7 @@ class InboxGuard:
         A concurrent delivery of the same id blocks on the primary key until the first
         transaction ends, then sees the row (duplicate) or, if that one rolled back, takes over.
         """
-        inserted = await (await driver(conn)).fetchval(
+        inserted = await conn.fetchval(
             _record_once(self._table), self._consumer, envelope.id, envelope.type
         )
         return inserted is not None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import Database, make_engine
@@ -17,6 +18,22 @@ async def engine(database) -> AsyncIterator[AsyncEngine]:
     engine = make_engine(database.admin_url)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+def transactions_left_open(engine) -> Callable[[], Awaitable[int]]:
+    """How many of this database's backends sit idle inside a transaction, counted when called."""
+
+    async def count() -> int:
+        async with engine.connect() as conn:
+            return await conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND state = 'idle in transaction'"
+                )
+            )
+
+    return count
 
 
 @pytest.fixture

@@ -12,11 +12,9 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import AsyncpgStatement, ConnectionLost, Database, is_unavailable, json_text, reading
 from tests.support.eventually import eventually
-from tests.support.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -98,18 +96,8 @@ async def test_only_an_idle_connection_is_pinged(url, ping_after_idle, pinged):
         await database.close()
 
 
-async def backends_in_transaction(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        return await conn.scalar(
-            sa.text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND state = 'idle in transaction'"
-            )
-        )
-
-
 async def test_a_transaction_cancelled_after_the_server_began_it_leaves_nothing_open(
-    engine, database
+    engine, database, database_proxy, transactions_left_open
 ):
     """The server ran BEGIN, and the task was cancelled before the answer came back (a handler
     stopped with its broker connection, say). Were the connection back in the pool inside that
@@ -117,41 +105,38 @@ async def test_a_transaction_cancelled_after_the_server_began_it_leaves_nothing_
     service knows, never seen by anyone else."""
     async with engine.begin() as conn:
         await conn.execute(sa.text("CREATE TABLE committed_mark (n int)"))
-    url = sa.make_url(database.admin_url)
-    async with TcpProxy(url.host, url.port) as proxy:
-        through_proxy = url.set(host=proxy.host, port=proxy.port)
-        served = Database(  # not pinged: no SELECT 1 waits behind the held replies
-            through_proxy.render_as_string(hide_password=False), size=1, ping_after_idle=60
-        )
-        try:
-            async with served.reading() as opened:  # the pool's one connection, opened
-                await opened.execute("SELECT 1")
+    served = Database(  # not pinged: no SELECT 1 waits behind the held replies
+        database_proxy.carrying(database.admin_url), size=1, ping_after_idle=60
+    )
+    try:
+        async with served.reading() as opened:  # the pool's one connection, opened
+            await opened.execute("SELECT 1")
 
-            async def begin() -> None:
-                async with served.transaction() as beginning:
-                    await beginning.execute("SELECT 1")
+        async def begin() -> None:
+            async with served.transaction() as beginning:
+                await beginning.execute("SELECT 1")
 
-            proxy.hold_replies()
-            beginning = asyncio.create_task(begin())
-            await eventually(lambda: backends_in_transaction(engine), message="BEGIN ran")
-            beginning.cancel()
-            proxy.release_replies()  # the answer arrives after all, to a task that gave up
-            with pytest.raises(asyncio.CancelledError):
-                await beginning
+        database_proxy.hold_replies()
+        beginning = asyncio.create_task(begin())
+        await eventually(transactions_left_open, message="BEGIN ran")
+        beginning.cancel()
+        database_proxy.release_replies()  # the answer arrives after all, to a task that gave up
+        with pytest.raises(asyncio.CancelledError):
+            await beginning
 
-            async with served.transaction() as after:
-                await after.execute("INSERT INTO committed_mark VALUES (1)")
-            async with reading(engine) as conn:
-                marks = await conn.scalar(sa.text("SELECT count(*) FROM committed_mark"))
-            assert marks == 1  # committed on its own, not inside the cancelled transaction
+        async with served.transaction() as after:
+            await after.execute("INSERT INTO committed_mark VALUES (1)")
+        async with reading(engine) as conn:
+            marks = await conn.scalar(sa.text("SELECT count(*) FROM committed_mark"))
+        assert marks == 1  # committed on its own, not inside the cancelled transaction
 
-            async def none_left_open() -> bool:
-                return await backends_in_transaction(engine) == 0
+        async def none_left_open() -> bool:
+            return await transactions_left_open() == 0
 
-            await eventually(none_left_open, message="no transaction left open")
-        finally:
-            proxy.release_replies()  # nothing waits on a held answer while closing
-            await served.close()
+        await eventually(none_left_open, message="no transaction left open")
+    finally:
+        database_proxy.release_replies()  # nothing waits on a held answer while closing
+        await served.close()
 
 
 @pytest.mark.parametrize("by_whose_account", ["the server's", "asyncpg's"])

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import AsyncpgStatement, OutsideTransaction, driver, make_engine, reading
 from tests.support.eventually import eventually
-from tests.support.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -99,18 +98,8 @@ async def committed_marks(engine: AsyncEngine) -> int:
         return await conn.scalar(sa.text("SELECT count(*) FROM committed_mark"))
 
 
-async def backends_in_transaction(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        return await conn.scalar(
-            sa.text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND state = 'idle in transaction'"
-            )
-        )
-
-
 async def test_a_transaction_cancelled_after_the_server_began_it_leaves_nothing_open(
-    engine, database
+    engine, database, database_proxy, transactions_left_open
 ):
     """The server ran BEGIN, and the task was cancelled before the answer came back (a handler
     stopped with its broker connection, say). Were the connection back in the pool inside that
@@ -118,41 +107,38 @@ async def test_a_transaction_cancelled_after_the_server_began_it_leaves_nothing_
     service knows, never seen by anyone else."""
     async with engine.begin() as conn:
         await conn.execute(sa.text("CREATE TABLE committed_mark (n int)"))
-    url = sa.make_url(database.admin_url)
-    async with TcpProxy(url.host, url.port) as proxy:
-        through_proxy = url.set(host=proxy.host, port=proxy.port)
-        served = make_engine(  # not pinged: no SELECT 1 waits behind the held replies
-            through_proxy.render_as_string(hide_password=False), pool_size=1, ping_after_idle=60
-        )
-        try:
-            async with served.begin() as opened:  # the pool's one connection, opened
-                await opened.execute(sa.text("SELECT 1"))
-                raw = (await opened.get_raw_connection()).driver_connection
+    served = make_engine(  # not pinged: no SELECT 1 waits behind the held replies
+        database_proxy.carrying(database.admin_url), pool_size=1, ping_after_idle=60
+    )
+    try:
+        async with served.begin() as opened:  # the pool's one connection, opened
+            await opened.execute(sa.text("SELECT 1"))
+            raw = (await opened.get_raw_connection()).driver_connection
 
-            async def begin() -> None:
-                async with served.begin() as beginning:
-                    await driver(beginning)
+        async def begin() -> None:
+            async with served.begin() as beginning:
+                await driver(beginning)
 
-            proxy.hold_replies()
-            beginning = asyncio.create_task(begin())
-            await eventually(lambda: backends_in_transaction(engine), message="BEGIN ran")
-            beginning.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await beginning
-            assert raw.is_closed()  # at once, not left for the next checkout to find
-            proxy.release_replies()
+        database_proxy.hold_replies()
+        beginning = asyncio.create_task(begin())
+        await eventually(transactions_left_open, message="BEGIN ran")
+        beginning.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await beginning
+        assert raw.is_closed()  # at once, not left for the next checkout to find
+        database_proxy.release_replies()
 
-            async with served.begin() as after:
-                await after.execute(sa.text("INSERT INTO committed_mark VALUES (1)"))
-            assert await committed_marks(engine) == 1
+        async with served.begin() as after:
+            await after.execute(sa.text("INSERT INTO committed_mark VALUES (1)"))
+        assert await committed_marks(engine) == 1
 
-            async def none_left_open() -> bool:  # a closed connection's backend ends in its time
-                return await backends_in_transaction(engine) == 0
+        async def none_left_open() -> bool:  # a closed connection's backend ends in its time
+            return await transactions_left_open() == 0
 
-            await eventually(none_left_open, message="no transaction left open")
-        finally:
-            proxy.release_replies()  # nothing waits on a held answer while closing
-            await served.dispose()
+        await eventually(none_left_open, message="no transaction left open")
+    finally:
+        database_proxy.release_replies()  # nothing waits on a held answer while closing
+        await served.dispose()
 
 
 @pytest.mark.parametrize("by_whose_account", ["the server's", "asyncpg's"])
