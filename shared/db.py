@@ -534,11 +534,14 @@ def is_unavailable(error: BaseException) -> bool:
         return True
     cause = _driver_error(error)
     # Operator intervention (class 57): the server is starting up, shutting down or recovering
-    # from a crash; a cancelled statement (57014) is the work's own doing. asyncpg's
-    # InterfaceError: the connection closed under a statement.
+    # from a crash; a cancelled statement (57014) is the work's own doing. Too many connections
+    # (53300): every slot of the server, the database or the role is taken, and one frees up as
+    # other clients go. asyncpg's InterfaceError: the connection closed under a statement.
     stopped = asyncpg.exceptions.OperatorInterventionError
+    crowded = asyncpg.exceptions.TooManyConnectionsError
     return isinstance(
-        cause, OSError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError | stopped
+        cause,
+        OSError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError | stopped | crowded,
     ) and not isinstance(cause, asyncpg.QueryCanceledError)
 
 

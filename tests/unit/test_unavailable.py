@@ -42,6 +42,7 @@ arriving = pytest.mark.parametrize("arrived", [_wrapped, _as_is, _adapted])
         ),
         asyncpg.exceptions.CrashShutdownError("terminating connection because of crash"),
         asyncpg.exceptions.ConnectionFailureError("connection failure"),
+        asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
         ConnectionRefusedError(111, "Connection refused"),
     ],
     ids=lambda e: type(e).__name__,

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+import sqlalchemy as sa
 from yarl import URL
 
 from tests.support.eventually import eventually
@@ -78,6 +79,41 @@ async def test_bad_input_is_still_422_while_the_database_is_down(
     # The database really is out of reach: the same routes with good input are 503.
     assert (await users.http.get(f"/api/v1/users/{uuid.uuid4()}")).status_code == 503
     assert (await users.http.delete(f"/api/v1/users/{uuid.uuid4()}")).status_code == 503
+
+
+async def test_a_database_with_no_connection_slot_left_is_503_until_one_frees_up(
+    users, database, admin
+):
+    """Postgres refusing a new connection because every slot is taken (53300, here the
+    database's own limit) is an outage like any other: a 503, never a 500."""
+    await users.create("before@example.com")
+
+    async with admin.begin() as conn:
+        await conn.execute(sa.text(f'ALTER DATABASE "{database.name}" CONNECTION LIMIT 0'))
+        # The pooled connections go, so the service has to ask for new ones.
+        await conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND usename <> current_user"
+            )
+        )
+    try:
+        # Several requests: the first may meet a connection terminated under it, the rest meet
+        # the refusal itself.
+        for _ in range(3):
+            during = await users.http.get(f"/api/v1/users/{uuid.uuid4()}")
+            assert during.status_code == 503, during.text
+        created = await users.http.post(
+            "/api/v1/users", json={"email": "during@example.com", "name": "X"}
+        )
+        assert created.status_code == 503, created.text
+        status, checks = await readiness(users)
+        assert status == 503
+        assert "too many connections" in checks["database"]
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(sa.text(f'ALTER DATABASE "{database.name}" CONNECTION LIMIT -1'))
+    await users.create("after@example.com")
 
 
 async def test_rabbitmq_outage_is_503_until_it_is_back(start_users, stack, proxy):
