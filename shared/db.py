@@ -87,7 +87,7 @@ class Database:
             if reopen:
                 self._closed = False
             if self._closed:
-                raise asyncpg.InterfaceError("the database is closed")
+                raise NoConnection("the database is closed")
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
                     self.url,
@@ -160,7 +160,10 @@ class Database:
         # Each pooled connection may have gone stale at once (the server restarted): one more
         # try than the pool holds reaches a fresh connection.
         for _ in range(self.size + 1):
-            conn = await pool.acquire(timeout=self._acquire_timeout)
+            try:
+                conn = await pool.acquire(timeout=self._acquire_timeout)
+            except asyncpg.InterfaceError as error:  # the pool is closing
+                raise NoConnection(f"the pool hands out no connection: {error}") from error
             if time.monotonic() - conn.given_back_at < self._ping_after_idle:
                 return conn
             try:
@@ -173,7 +176,7 @@ class Database:
             except BaseException:
                 await pool.release(conn)
                 raise
-        raise asyncpg.InterfaceError("no pooled connection answered")
+        raise NoConnection("no pooled connection answered")
 
 
 _PING_TIMEOUT = 5.0
@@ -192,6 +195,11 @@ def _gone(conn: Connection) -> bool:
         return conn.is_closed()
     except asyncpg.InterfaceError:  # asyncpg has taken back a connection that closed
         return True
+
+
+class NoConnection(ConnectionError):
+    """The database hands out no connection now (closed, closing, or none of its connections
+    answered): nothing ran, and the work waits and tries again (`is_unavailable`)."""
 
 
 class ConnectionLost(ConnectionError):
@@ -536,12 +544,13 @@ def is_unavailable(error: BaseException) -> bool:
     # Operator intervention (class 57): the server is starting up, shutting down or recovering
     # from a crash; a cancelled statement (57014) is the work's own doing. Too many connections
     # (53300): every slot of the server, the database or the role is taken, and one frees up as
-    # other clients go. asyncpg's InterfaceError: the connection closed under a statement.
+    # other clients go. asyncpg's own InterfaceError is not here: on a connection that closed
+    # under the work, `Database` raises ConnectionLost instead; on one that is open, it is a
+    # misuse (two statements at once on one connection, say): a bug, not an outage.
     stopped = asyncpg.exceptions.OperatorInterventionError
     crowded = asyncpg.exceptions.TooManyConnectionsError
     return isinstance(
-        cause,
-        OSError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError | stopped | crowded,
+        cause, OSError | asyncpg.PostgresConnectionError | stopped | crowded
     ) and not isinstance(cause, asyncpg.QueryCanceledError)
 
 

@@ -208,3 +208,24 @@ async def test_an_error_on_a_connection_closed_under_it_is_an_outage(engine, url
             assert await conn.fetchval("SELECT pg_backend_pid()") != victim
     finally:
         await database.close()
+
+
+async def test_a_connection_used_for_two_statements_at_once_is_a_bug_not_an_outage(url):
+    """asyncpg refuses a second statement while one is in flight on the same connection. That is
+    our code's fault: retried, it would fail the same way, so it is not an outage, and the
+    connection, still open and whole, serves the next transaction."""
+    database = Database(url, size=1)
+    try:
+        with pytest.raises(asyncpg.InterfaceError) as raised:
+            async with database.transaction() as conn:
+                answers = await asyncio.gather(
+                    conn.fetchval("SELECT 1"), conn.fetchval("SELECT 2"), return_exceptions=True
+                )
+                raise next(answer for answer in answers if isinstance(answer, Exception))
+        assert "another operation is in progress" in str(raised.value)
+        assert not isinstance(raised.value, ConnectionLost)
+        assert not is_unavailable(raised.value)
+        async with database.transaction() as conn:
+            assert await conn.fetchval("SELECT 3") == 3
+    finally:
+        await database.close()

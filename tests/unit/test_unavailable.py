@@ -6,7 +6,13 @@ import asyncpg
 import pytest
 from sqlalchemy import exc
 
-from shared.db import ConnectionLost, broken_rule, is_statement_timeout, is_unavailable
+from shared.db import (
+    ConnectionLost,
+    NoConnection,
+    broken_rule,
+    is_statement_timeout,
+    is_unavailable,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -106,11 +112,19 @@ def test_a_broken_constraint_is_told_apart(arrived):
     "error",
     [
         TimeoutError(),  # no pooled connection came free in time
-        asyncpg.InterfaceError("pool is closing"),
-        asyncpg.InterfaceError("the database is closed"),
+        NoConnection("the pool hands out no connection: pool is closing"),
+        NoConnection("the database is closed"),
         ConnectionLost("the connection closed: ProtocolError()"),
     ],
     ids=["acquire-timeout", "pool-closing", "database-closed", "connection-lost"],
 )
 def test_what_the_services_pool_raises_when_it_cannot_serve_is_an_outage(error):
     assert is_unavailable(error)
+
+
+@pytest.mark.parametrize("arrived", [_as_is, _adapted])
+def test_a_connection_misused_is_a_bug_not_an_outage(arrived):
+    """asyncpg's InterfaceError on a connection that is open: retrying would fail the same way,
+    so a message reaches its dead letters and a request answers 500."""
+    misuse = asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
+    assert not is_unavailable(arrived(misuse))
