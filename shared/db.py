@@ -162,7 +162,9 @@ class Database:
         for _ in range(self.size + 1):
             try:
                 conn = await pool.acquire(timeout=self._acquire_timeout)
-            except asyncpg.InterfaceError as error:  # the pool is closing
+            except asyncpg.InterfaceError as error:
+                if not pool.is_closing():
+                    raise  # a DSN or TLS setting the client refuses: a bug, not an outage
                 raise NoConnection(f"the pool hands out no connection: {error}") from error
             if time.monotonic() - conn.given_back_at < self._ping_after_idle:
                 return conn
@@ -528,12 +530,15 @@ def broken_rule(error: BaseException) -> Literal["conflict", "invalid"] | None:
 
 
 def is_unavailable(error: BaseException) -> bool:
-    """The database cannot serve now (down, starting or shutting down, connection cut, pool
-    exhausted): nothing was committed, and the same work succeeds once that is over."""
+    """The database cannot serve now (down, starting or shutting down, connection cut, every
+    connection slot taken, pool exhausted): nothing was committed, and the same work succeeds
+    once that is over."""
     if isinstance(_driver_error(error), ValueError):
         # asyncpg's client-side DataError, a value it cannot encode for its parameter, is an
         # InterfaceError too (and SQLAlchemy wraps it as one): a bug of ours, never an outage.
         return False
+    # SQLAlchemy's own errors, for tests and scripts that hold its connections; the services'
+    # `Database` reports an outage as ConnectionLost or NoConnection (OSError) instead.
     if isinstance(error, OSError | exc.TimeoutError | exc.InterfaceError | exc.OperationalError):
         return True
     if isinstance(error, exc.InvalidRequestError) and "connection is closed" in str(error):

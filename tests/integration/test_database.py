@@ -13,7 +13,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-from shared.db import AsyncpgStatement, ConnectionLost, Database, is_unavailable, json_text, reading
+from shared.db import (
+    AsyncpgStatement,
+    ConnectionLost,
+    Database,
+    NoConnection,
+    is_unavailable,
+    json_text,
+    reading,
+)
 from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.integration
@@ -218,14 +226,49 @@ async def test_a_connection_used_for_two_statements_at_once_is_a_bug_not_an_outa
     try:
         with pytest.raises(asyncpg.InterfaceError) as raised:
             async with database.transaction() as conn:
+                backend = await conn.fetchval("SELECT pg_backend_pid()")
                 answers = await asyncio.gather(
                     conn.fetchval("SELECT 1"), conn.fetchval("SELECT 2"), return_exceptions=True
                 )
-                raise next(answer for answer in answers if isinstance(answer, Exception))
+                [refused] = [answer for answer in answers if isinstance(answer, Exception)]
+                raise refused
         assert "another operation is in progress" in str(raised.value)
         assert not isinstance(raised.value, ConnectionLost)
         assert not is_unavailable(raised.value)
         async with database.transaction() as conn:
-            assert await conn.fetchval("SELECT 3") == 3
+            assert await conn.fetchval("SELECT pg_backend_pid()") == backend
+    finally:
+        await database.close()
+
+
+async def test_a_database_that_hands_out_no_connection_is_an_outage(url):
+    """Closed by its owner, or its pool closed under it: the work waits and tries again."""
+    database = Database(url, size=1)
+    await database.close()
+    with pytest.raises(NoConnection) as closed:
+        async with database.reading():
+            pass
+    assert is_unavailable(closed.value)
+
+    pool = await database.open()
+    try:
+        await pool.close()
+        with pytest.raises(NoConnection) as closing:
+            async with database.reading():
+                pass
+        assert is_unavailable(closing.value)
+        assert isinstance(closing.value.__cause__, asyncpg.InterfaceError)
+    finally:
+        await database.close()
+
+
+async def test_a_connection_setting_the_client_refuses_is_a_bug_not_an_outage(url):
+    """No server would ever take it: waiting for one would wait for ever."""
+    database = Database(url + "?sslmode=sometimes", size=1)
+    try:
+        with pytest.raises(asyncpg.exceptions.ClientConfigurationError) as raised:
+            async with database.reading():
+                pass
+        assert not is_unavailable(raised.value)
     finally:
         await database.close()

@@ -88,16 +88,17 @@ async def test_a_database_with_no_connection_slot_left_is_503_until_one_frees_up
     database's own limit) is an outage like any other: a 503, never a 500."""
     await users.create("before@example.com")
 
-    async with admin.begin() as conn:
-        await conn.execute(sa.text(f'ALTER DATABASE "{database.name}" CONNECTION LIMIT 0'))
-        # The pooled connections go, so the service has to ask for new ones.
-        await conn.execute(
-            sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND usename <> current_user"
-            )
-        )
     try:
+        async with admin.begin() as conn:  # committed before any connection goes
+            await conn.execute(sa.text(f'ALTER DATABASE "{database.name}" CONNECTION LIMIT 0'))
+        async with admin.begin() as conn:
+            # The pooled connections go, so the service has to ask for new ones.
+            await conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND usename <> current_user"
+                )
+            )
         # Several requests: the first may meet a connection terminated under it, the rest meet
         # the refusal itself.
         for _ in range(3):
