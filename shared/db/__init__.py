@@ -1,0 +1,57 @@
+"""One service's database: an asyncpg pool running statements written with SQLAlchemy Core.
+
+- `pool`: `Database`, the services' pool, and what it raises when it cannot serve;
+- `statements`: `AsyncpgStatement` (a Core statement compiled once), its rows, pages of rows;
+- `errors`: what an error means for the work (a broken rule, an outage, a bug of ours);
+- `engine`: SQLAlchemy's engine on the same database, for tests and scripts.
+"""
+
+from shared.db.engine import async_url, make_engine, reading
+from shared.db.errors import (
+    broken_rule,
+    is_retry_later,
+    is_statement_timeout,
+    is_unavailable,
+    violated_constraint,
+)
+from shared.db.pool import (
+    Connection,
+    ConnectionLost,
+    Database,
+    NoConnection,
+    plain_url,
+    server_settings,
+)
+from shared.db.statements import (
+    AsyncpgStatement,
+    OutsideTransaction,
+    Row,
+    driver,
+    json_text,
+    page_of,
+    quoted,
+)
+
+__all__ = [
+    "AsyncpgStatement",
+    "Connection",
+    "ConnectionLost",
+    "Database",
+    "NoConnection",
+    "OutsideTransaction",
+    "Row",
+    "async_url",
+    "broken_rule",
+    "driver",
+    "is_retry_later",
+    "is_statement_timeout",
+    "is_unavailable",
+    "json_text",
+    "make_engine",
+    "page_of",
+    "plain_url",
+    "quoted",
+    "reading",
+    "server_settings",
+    "violated_constraint",
+]
