@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from shared.db import Connection, Database, is_unavailable
 from shared.envelope import Envelope
 from shared.errors import DependencyUnavailable, PermanentError
+from shared.group_commit import GroupCommit
 from shared.inbox import InboxGuard
 
 log = structlog.get_logger(__name__)
@@ -18,7 +19,7 @@ Handler = Callable[[Connection, Envelope], Awaitable[None]]
 
 
 class Dispatcher:
-    """One consumer's handlers by message type, behind its inbox guard.
+    """One consumer's handlers by message type, behind its inbox guard, committed in groups.
 
     Types the consumer has no handler for are acknowledged and ignored (a topic carries more
     event types than any one consumer reads). A payload the handler's own model rejects can never
@@ -34,7 +35,8 @@ class Dispatcher:
     ) -> None:
         self.consumer = consumer
         self.handlers = dict(handlers)
-        self._guarded = InboxGuard(database, inbox, consumer).wrap(self._apply)
+        guard = InboxGuard(database, inbox, consumer)
+        self._guarded = GroupCommit(database, guard, self._apply)
 
     async def __call__(self, envelope: Envelope) -> None:
         if envelope.type not in self.handlers:
