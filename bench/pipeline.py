@@ -32,10 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import asyncpg
 import sqlalchemy as sa
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -141,7 +139,6 @@ class Pipeline:
 
     async def _phase(self, console: Console, posted: Posted, orders: int,
                      rate_per_s: float | None, concurrency: int) -> dict:  # fmt: skip
-        batches_before = await consumer_batches(self.fleet)
         cpu_before, own_before = cpu_seconds(self.roots), os.times()
         kernel_before = cpu_seconds(self.roots, kernel_only=True)
         wall_started = time.time()
@@ -163,7 +160,6 @@ class Pipeline:
                 await driver
         cpu_after, own_after = cpu_seconds(self.roots), os.times()
         kernel_after = cpu_seconds(self.roots, kernel_only=True)
-        batches = batches_per_transaction(batches_before, await consumer_batches(self.fleet))
         paid = [o for o in posted.at if o in self.paid.at]
         first, last = min(posted.at.values()), max(self.paid.at[o] for o in paid)
         cpu = {name: round(cpu_after[name] - cpu_before.get(name, 0), 2) for name in cpu_after}
@@ -182,40 +178,10 @@ class Pipeline:
             "kernel_cpu_seconds": kernel,
             # The load generator shares the cores; shown, not counted in the per-order figure.
             "load_generator_cpu_seconds": round(sum(own_after[:2]) - sum(own_before[:2]), 2),
-            "messages_per_consumer_transaction": batches,
         }  # fmt: skip
 
     def _unpaid(self, posted: Posted) -> int:
         return sum(1 for o in posted.at if o not in self.paid.at)
-
-
-async def consumer_batches(fleet: Fleet) -> dict[str, tuple[float, float]]:
-    """Each consumer's group commits so far (shared.group_commit): messages, transactions."""
-    found: dict[str, list[float]] = {}
-    async with aiohttp.ClientSession() as client:
-        for process in fleet.processes.values():
-            async with client.get(f"{process.url}/metrics") as response:
-                text = await response.text()
-            for family in text_string_to_metric_families(text):
-                if family.name != "switchyard_consumer_batch_messages":
-                    continue
-                for sample in family.samples:
-                    totals = found.setdefault(sample.labels["consumer"], [0.0, 0.0])
-                    if sample.name.endswith("_sum"):
-                        totals[0] += sample.value
-                    elif sample.name.endswith("_count"):
-                        totals[1] += sample.value
-    return {consumer: (messages, batches) for consumer, (messages, batches) in found.items()}
-
-
-def batches_per_transaction(before: dict, after: dict) -> dict[str, float]:
-    """Messages a consumer transaction carried on average over a run, by consumer."""
-    per: dict[str, float] = {}
-    for consumer, (messages, batches) in after.items():
-        was = before.get(consumer, (0.0, 0.0))
-        if batches > was[1]:
-            per[consumer] = round((messages - was[0]) / (batches - was[1]), 2)
-    return per
 
 
 async def measure(args, fleet: Fleet, endpoints, console: Console) -> dict:

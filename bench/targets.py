@@ -66,18 +66,9 @@ def _phase_rows(name: str, phase: dict) -> list[tuple[str, str]]:
         (f"{name}: CPU ms per order, all processes", f"{phase['cpu_seconds_per_order'] * 1000:.1f}"),
         (f"{name}: CPU ms per order by process", ", ".join(f"{k} {v:.1f}" for k, v in per_order.items())),
         (f"{name}: of it in the kernel, by process", kernel_shares(phase)),
-        (f"{name}: messages per consumer transaction", batch_sizes(phase)),
         (f"{name}: load generator CPU ms per order (not counted)",
          f"{phase['load_generator_cpu_seconds'] * 1000 / max(phase['paid'], 1):.1f}"),
     ]  # fmt: skip
-
-
-def batch_sizes(phase: dict) -> str:
-    """How many messages each consumer's group commits carried (older results: not measured)."""
-    sizes = phase.get("messages_per_consumer_transaction")
-    if not sizes:
-        return "not measured"
-    return ", ".join(f"{consumer} {size:.1f}" for consumer, size in sorted(sizes.items()))
 
 
 def kernel_shares(phase: dict) -> str:

@@ -10,7 +10,6 @@ from pydantic import ValidationError
 from shared.db import Connection, Database, is_unavailable
 from shared.envelope import Envelope
 from shared.errors import DependencyUnavailable, PermanentError
-from shared.group_commit import GroupCommit
 from shared.inbox import InboxGuard
 
 log = structlog.get_logger(__name__)
@@ -19,7 +18,7 @@ Handler = Callable[[Connection, Envelope], Awaitable[None]]
 
 
 class Dispatcher:
-    """One consumer's handlers by message type, behind its inbox guard, committed in groups.
+    """One consumer's handlers by message type, behind its inbox guard.
 
     Types the consumer has no handler for are acknowledged and ignored (a topic carries more
     event types than any one consumer reads). A payload the handler's own model rejects can never
@@ -35,8 +34,7 @@ class Dispatcher:
     ) -> None:
         self.consumer = consumer
         self.handlers = dict(handlers)
-        guard = InboxGuard(database, inbox, consumer)
-        self._guarded = GroupCommit(database, guard, self._apply)
+        self._guarded = InboxGuard(database, inbox, consumer).wrap(self._apply)
 
     async def __call__(self, envelope: Envelope) -> None:
         if envelope.type not in self.handlers:

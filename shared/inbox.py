@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 import structlog
@@ -51,7 +51,13 @@ class InboxGuard:
         async def guarded(envelope: Envelope) -> None:
             async with self._database.transaction() as conn:
                 if not await self._record(conn, envelope):
-                    self.skipped([envelope])
+                    log.info(
+                        "duplicate skipped",
+                        consumer=self._consumer,
+                        id=envelope.id,
+                        type=envelope.type,
+                    )
+                    metrics.DUPLICATES_SKIPPED.labels(self._consumer).inc()
                     return  # the transport acks: the effect is already committed
                 # Same connection, same transaction: the effect and the inbox row commit together,
                 # and a handler that raises rolls both back so a redelivery is processed again.
@@ -63,28 +69,6 @@ class InboxGuard:
 
     __call__ = wrap
 
-    @property
-    def consumer(self) -> str:
-        return self._consumer
-
-    async def record_all(self, conn: Connection, envelopes: Sequence[Envelope]) -> set[str]:
-        """Insert the inbox rows of several messages in one statement; the ids that were new.
-
-        A group commit's batch (shared.group_commit) does this instead of one `_record` each.
-        """
-        ids = [envelope.id for envelope in envelopes]
-        types = [envelope.type for envelope in envelopes]
-        rows = await conn.fetch(_record_many(self._table), self._consumer, ids, types)
-        return {row[0] for row in rows}
-
-    def skipped(self, envelopes: Sequence[Envelope]) -> None:
-        """Log and count messages this consumer had already handled."""
-        for envelope in envelopes:
-            log.info(
-                "duplicate skipped", consumer=self._consumer, id=envelope.id, type=envelope.type
-            )
-            metrics.DUPLICATES_SKIPPED.labels(self._consumer).inc()
-
     async def _record(self, conn: Connection, envelope: Envelope) -> bool:
         """Insert the inbox row; False when this consumer already has it.
 
@@ -95,20 +79,6 @@ class InboxGuard:
             _record_once(self._table), self._consumer, envelope.id, envelope.type
         )
         return inserted is not None
-
-
-@functools.cache
-def _record_many(table: sa.Table) -> str:
-    """Several messages' rows in one statement: ids and types as two arrays of equal length.
-
-    An id twice in the arrays is inserted once and returned once.
-    """
-    return (
-        f"INSERT INTO {quoted(table)} (consumer, message_id, type) "
-        "SELECT $1, message_id, type FROM unnest($2::text[], $3::text[]) AS m(message_id, type) "
-        # In id order: two batches with ids in common wait for each other, never deadlock.
-        "ORDER BY message_id ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id"
-    )
 
 
 @functools.cache

@@ -23,17 +23,6 @@ DUPLICATES_SKIPPED = Counter(
     "Redelivered messages acknowledged and skipped",
     ["consumer"],
 )
-BATCH_MESSAGES = Histogram(
-    "switchyard_consumer_batch_messages",
-    "Messages committed together in one consumer transaction (shared.group_commit)",
-    ["consumer"],
-    buckets=(1, 2, 4, 8, 16),
-)
-BATCH_FALLBACKS = Counter(
-    "switchyard_consumer_batch_fallbacks_total",
-    "Consumer batches rolled back, whose messages then ran one by one",
-    ["consumer"],
-)
 HANDLER_SECONDS = Histogram(
     "switchyard_handler_seconds", "Time spent in a message handler", ["broker", "channel"]
 )
