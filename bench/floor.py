@@ -145,10 +145,11 @@ RELAY_BATCH = 100  # the relay's default batch
 SQL = {
     "fetch_user": f"SELECT * FROM {USERS}.users WHERE id = $1",
     "find_key": f"SELECT * FROM {ORDERS}.idempotency_keys WHERE key = $1",
-    "insert_order": f"INSERT INTO {ORDERS}.orders (id, user_id, status, total_cents, currency, "
-    "items) VALUES ($1, $2, 'pending_payment', $3, 'EUR', $4::jsonb) RETURNING *",
-    "record": f"INSERT INTO {ORDERS}.order_history (order_id, event, message_id, from_status, "
-    "to_status, outcome) VALUES ($1, $2, $3, $4, $5, 'applied')",
+    # The order and its history line, in one statement (services/orders/db.py, `_with_line`).
+    "insert_order": f"WITH changed AS (INSERT INTO {ORDERS}.orders (id, user_id, status, "
+    "total_cents, currency, items) VALUES ($1, $2, 'pending_payment', $3, 'EUR', $4::jsonb) "
+    f"RETURNING *), line AS (INSERT INTO {ORDERS}.order_history (order_id, to_status, event, "
+    "outcome) SELECT id, status, 'placed', 'applied' FROM changed) SELECT * FROM changed",
     "remember_key": f"INSERT INTO {ORDERS}.idempotency_keys (key, request_hash, order_id) "
     "VALUES ($1, $1, $2)",
     "lock_order": "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -164,8 +165,11 @@ SQL = {
     "update_payment": f"UPDATE {PAYMENTS}.payments SET status = 'succeeded', "
     "provider_payment_id = $2, updated_at = now() WHERE id = $1 RETURNING *",
     "order_for_update": f"SELECT * FROM {ORDERS}.orders WHERE id = $1 FOR UPDATE",
-    "update_order": f"UPDATE {ORDERS}.orders SET status = 'paid', payment_id = $2, "
-    "updated_at = now() WHERE id = $1 RETURNING *",
+    "update_order": f"WITH changed AS (UPDATE {ORDERS}.orders SET status = 'paid', "
+    "payment_id = $2, updated_at = now() WHERE id = $1 RETURNING *), line AS (INSERT INTO "
+    f"{ORDERS}.order_history (order_id, to_status, event, message_id, from_status, outcome) "
+    "SELECT id, status, 'payment_succeeded', $2, 'pending_payment', 'applied' FROM changed) "
+    "SELECT * FROM changed",
     "add_to_stats": f"UPDATE {USERS}.users SET orders_paid = orders_paid + 1, "
     "lifetime_spent_cents = lifetime_spent_cents + $2, updated_at = now() WHERE id = $1 "
     "AND orders_paid + 1 >= 0 AND lifetime_spent_cents + $2 >= 0 RETURNING id",
@@ -174,6 +178,11 @@ SQL = {
 # and the relay's claim and mark (shared/outbox_relay.py).
 OWE = ("INSERT INTO {s}.outbox (message_id, broker, destination, routing_key, key, type, "
        "payload) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING pg_notify('outbox:{s}', '')")  # fmt: skip
+# order.created and payment.requested in one statement (shared/outbox.py, `owe_in_turn`).
+OWE_TWO = ("INSERT INTO {s}.outbox (message_id, broker, destination, routing_key, key, type, "
+           "payload) VALUES ($1, 'kafka', 'orders.events', NULL, $2, 'order.created', $3::jsonb), "
+           "($4, 'rabbit', 'payments.commands', 'payment.requested', $2, 'payment.requested', "
+           "$3::jsonb) RETURNING pg_notify('outbox:{s}', '')")  # fmt: skip
 INBOX = ("INSERT INTO {s}.inbox (consumer, message_id, type) VALUES ($1, $2, $3) "
          "ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id")  # fmt: skip
 CLAIM = ("SELECT * FROM {s}.outbox WHERE sent_at IS NULL AND broker = ANY($1::text[]) "
@@ -222,13 +231,12 @@ async def _one_order(pool: asyncpg.Pool, user_id: uuid.UUID) -> None:
         # orders asks users whether the user exists: one read, no transaction
         await conn.fetchrow(SQL["fetch_user"], user_id)
         # orders places the order: the idempotency key looked up (no transaction), then the
-        # order, its history line, order.created and payment.requested, and the key
+        # order with its history line, order.created and payment.requested, and the key
         await conn.fetchrow(SQL["find_key"], key)
         async with conn.transaction():
             await conn.fetchrow(SQL["insert_order"], order_id, user_id, total, BODY)
-            await conn.execute(SQL["record"], order_id, "placed", None, None, "pending_payment")
-            await owe(conn, ORDERS, "kafka", "orders.events", "order.created")
-            await owe(conn, ORDERS, "rabbit", "payments.commands", "payment.requested")
+            await conn.fetch(OWE_TWO.format(s=ORDERS), str(uuid.uuid4()), oid, BODY,
+                             str(uuid.uuid4()))  # fmt: skip
             await conn.execute(SQL["remember_key"], key, order_id)
         # payments takes payment.requested: inbox, lock, the payment, webhooks waiting for it
         async with conn.transaction():
@@ -244,13 +252,12 @@ async def _one_order(pool: asyncpg.Pool, user_id: uuid.UUID) -> None:
             await conn.fetchval(SQL["record_settled_webhook"], str(uuid.uuid4()), order_id, BODY)
             await conn.fetchrow(SQL["update_payment"], payment["id"], oid)
             await owe(conn, PAYMENTS, "rabbit", "payments.events", "payment.succeeded")
-        # orders takes payment.succeeded: inbox, the order locked, updated, history, order.paid
+        # orders takes payment.succeeded: inbox, the order locked, updated with its history
+        # line, order.paid
         async with conn.transaction():
             await inbox(conn, ORDERS, "orders", "payment.succeeded")
             await conn.fetchrow(SQL["order_for_update"], order_id)
             await conn.fetchrow(SQL["update_order"], order_id, oid)
-            await conn.execute(SQL["record"], order_id, "payment_succeeded", oid,
-                               "pending_payment", "paid")  # fmt: skip
             await owe(conn, ORDERS, "kafka", "orders.events", "order.paid")
         # users takes order.paid: inbox, the stats added in one guarded statement
         async with conn.transaction():

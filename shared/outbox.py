@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -20,6 +20,7 @@ from shared.tracing import trace_headers
 
 # Postgres truncates identifiers (and refuses channel names) past 63 bytes.
 _MAX_IDENTIFIER = 63
+_COLUMNS = 8  # values a row takes in `_insert`
 
 
 def outbox_table(metadata: sa.MetaData, schema: str) -> sa.Table:
@@ -70,20 +71,7 @@ async def add_to_outbox(
     The current trace context goes into the headers (explicit `headers` win), so the message's
     consumers continue the trace of the request or message that owed it.
     """
-    connection = await driver(conn)
-    await connection.execute(
-        _insert(table),
-        envelope.id,
-        channel.broker,
-        channel.name,
-        channel.routing_key,
-        envelope.subject if key is None else key,
-        envelope.type,
-        # jsonb as JSON text, as the connections' codec takes it (shared.db).
-        envelope.model_dump_json(exclude_none=True),
-        json.dumps(trace_headers() | dict(headers or {})),
-        notify_channel(table),
-    )
+    await _add(conn, table, [(channel, envelope)], key=key, headers=headers)
 
 
 async def owe(
@@ -104,16 +92,65 @@ async def owe(
     return envelope
 
 
+async def owe_in_turn(
+    conn: Connection,
+    table: sa.Table,
+    first: Produced,
+    *then: Produced,
+    correlation_id: str | None = None,
+) -> list[Envelope]:
+    """Owe `first`, and each of `then` caused by the message before it, in one statement (a
+    round trip for all of them). Returns their envelopes, in that order."""
+    envelopes = [first.envelope(correlation_id=correlation_id)]
+    for message in then:
+        envelopes.append(message.envelope(caused_by=envelopes[-1]))
+    messages = [first, *then]
+    await _add(conn, table, [(m.CHANNEL, e) for m, e in zip(messages, envelopes, strict=True)])
+    return envelopes
+
+
+async def _add(
+    conn: Connection,
+    table: sa.Table,
+    owed: Sequence[tuple[Channel, Envelope]],
+    *,
+    key: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    connection = await driver(conn)
+    headers_text = json.dumps(trace_headers() | dict(headers or {}))
+    values = [
+        value
+        for channel, envelope in owed
+        for value in (
+            envelope.id,
+            channel.broker,
+            channel.name,
+            channel.routing_key,
+            envelope.subject if key is None else key,
+            envelope.type,
+            # jsonb as JSON text, as the connections' codec takes it (shared.db).
+            envelope.model_dump_json(exclude_none=True),
+            headers_text,
+        )
+    ]
+    await connection.execute(_insert(table, len(owed)), *values, notify_channel(table))
+
+
 @functools.cache
-def _insert(table: sa.Table) -> str:
-    """The insert, written once per table.
+def _insert(table: sa.Table, rows: int) -> str:
+    """The insert of `rows` rows, written once per table and count.
 
     NOTIFY rides in the same round trip as the row. It is transactional: delivered on commit,
     dropped on rollback, and identical notifications of one transaction fold into one, so a
     batch of rows wakes the relay once.
     """
+    values = ", ".join(
+        "(" + ", ".join(f"${row * _COLUMNS + n}" for n in range(1, _COLUMNS + 1)) + ")"
+        for row in range(rows)
+    )
     return (
         f"INSERT INTO {quoted(table)} "
         "(message_id, broker, destination, routing_key, key, type, payload, headers) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING pg_notify($9, '')"
+        f"VALUES {values} RETURNING pg_notify(${rows * _COLUMNS + 1}, '')"
     )

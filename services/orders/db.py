@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -75,14 +77,47 @@ def is_key_clash(error: BaseException) -> bool:
     return violated_constraint(error) == "idempotency_keys_pkey"
 
 
+class HistoryLine(NamedTuple):
+    """What a line of an order's history says besides the order and where it went."""
+
+    event: str
+    outcome: str
+    message_id: str | None = None
+    from_status: str | None = None
+
+
 # Statements on every order's path, built once: building one per call costs more than running it.
 # JSON is bound as text (shared.db.json_text): AsyncpgStatement refuses to convert values.
 _ORDER = sa.select(orders).where(orders.c.id == sa.bindparam("order_id"))
 _FETCH_ORDER = AsyncpgStatement(_ORDER)
 # Locked: serialises HTTP cancels and consumed events on the same order.
 _FETCH_ORDER_FOR_UPDATE = AsyncpgStatement(_ORDER.with_for_update())
-_INSERT_ORDER = AsyncpgStatement(
-    sa.insert(orders).values(items=json_text("items")).returning(*orders.c)
+
+
+def _bound(*names: str) -> dict[str, sa.BindParameter]:
+    # Inside WITH, a statement takes only the values it names: each column by a parameter.
+    return {name: sa.bindparam(name, type_=orders.c[name].type) for name in names}
+
+
+def _with_line(change: sa.Insert | sa.Update) -> AsyncpgStatement:
+    """`change` to an order, and the history line saying so, in one statement: a round trip
+    less than writing the line apart. The line's order and new status are the changed row's."""
+    changed = change.cte("changed")
+    said = [sa.bindparam(name, type_=sa.Text) for name in HistoryLine._fields]
+    line = sa.insert(order_history).from_select(
+        ["order_id", "to_status", *HistoryLine._fields],
+        sa.select(changed.c.id, changed.c.status, *said),
+    )
+    return AsyncpgStatement(sa.select(changed).add_cte(line.cte("line")))
+
+
+_PLACED = HistoryLine("placed", "applied")._asdict()
+_INSERT_ORDER = _with_line(
+    sa.insert(orders)
+    .values(
+        **_bound("id", "user_id", "status", "total_cents", "currency"), items=json_text("items")
+    )
+    .returning(*orders.c)
 )
 _UPDATE_ORDER = (
     sa.update(orders)
@@ -90,10 +125,17 @@ _UPDATE_ORDER = (
     .values(updated_at=sa.func.now())
     .returning(*orders.c)
 )
-_UPDATE_ORDER_NOW = AsyncpgStatement(_UPDATE_ORDER)
-_UPDATE_ORDER_ASKED_REFUND = AsyncpgStatement(
-    _UPDATE_ORDER.values(refund_requested_at=sa.func.now())
-)
+
+
+@functools.cache
+def _update_order(changed: frozenset[str], refund_requested: bool) -> AsyncpgStatement:
+    """The update of these columns (and the moment a refund was asked for), built once."""
+    update = _UPDATE_ORDER.values(**_bound(*sorted(changed)))
+    if refund_requested:
+        update = update.values(refund_requested_at=sa.func.now())
+    return _with_line(update)
+
+
 _REMEMBER_KEY = AsyncpgStatement(sa.insert(idempotency_keys))
 _KEY = AsyncpgStatement(
     sa.select(idempotency_keys).where(idempotency_keys.c.key == sa.bindparam("given_key"))
@@ -117,11 +159,13 @@ async def fetch_order(conn: Connection, order_id: uuid.UUID, *, lock: bool = Fal
 
 
 async def update_order(
-    conn: Connection, order_id: uuid.UUID, *, refund_requested: bool = False, **changes
-) -> Row:
-    """Write `changes` (and the moment a refund was asked for); returns the order as it is now."""
-    statement = _UPDATE_ORDER_ASKED_REFUND if refund_requested else _UPDATE_ORDER_NOW
-    return await statement.one(conn, **changes, target_id=order_id)
+    conn: Connection, order_id: uuid.UUID, line: HistoryLine, *, refund_requested: bool = False,
+    **changes,
+) -> Row:  # fmt: skip
+    """Write `changes` (and the moment a refund was asked for) with the history line of the
+    move; returns the order as it is now."""
+    statement = _update_order(frozenset(changes), refund_requested)
+    return await statement.one(conn, **changes, **line._asdict(), target_id=order_id)
 
 
 async def list_orders(conn: Connection, user_id: uuid.UUID | None, *, offset: int, limit: int):
@@ -142,7 +186,8 @@ async def insert_order(
     currency: str,
     items: list[dict],
 ) -> Row:
-    """Insert the order and return it as stored (defaults included), in one round trip."""
+    """Insert the order with its first history line ("placed"); returns the order as stored
+    (defaults included), in one round trip."""
     return await _INSERT_ORDER.one(
         conn,
         id=order_id,
@@ -151,6 +196,7 @@ async def insert_order(
         total_cents=total,
         currency=currency,
         items=json.dumps(items),
+        **_PLACED,
     )
 
 
@@ -164,5 +210,6 @@ async def find_key(conn: Connection, key: str) -> Row | None:
 
 
 async def record(conn: Connection, order_id: uuid.UUID, event: str, outcome: str, **rest):
-    """One line of the order's history."""
+    """One line of the order's history, for an event that changed nothing (`update_order`
+    writes the line of a move itself)."""
     await _RECORD.execute(conn, order_id=order_id, event=event, outcome=outcome, **rest)

@@ -45,7 +45,7 @@ from orders.messages import (
 from shared.db import Connection, Database, Row
 from shared.envelope import Envelope
 from shared.handlers import Handler
-from shared.outbox import owe
+from shared.outbox import owe, owe_in_turn
 
 log = structlog.get_logger(__name__)
 
@@ -104,16 +104,14 @@ async def _store(conn, user_id, currency, items, correlation_id) -> Row:
     order_id, total, lines = uuid.uuid4(), total_cents(items), [asdict(i) for i in items]
     status = OrderStatus.PENDING_PAYMENT
     order = await db.insert_order(conn, order_id, user_id, status, total, currency, lines)
-    await db.record(conn, order_id, "placed", Outcome.APPLIED, to_status=status)
     created = OrderCreated(
         order_id=order_id, user_id=user_id, total_cents=total, currency=currency, items=lines
     )
-    # payment.requested is caused by order.created: one correlation id from here to payments.
-    cause = await owe(conn, db.outbox, created, correlation_id=correlation_id)
     requested = PaymentRequested(
         order_id=order_id, user_id=user_id, amount_cents=total, currency=currency
     )
-    await owe(conn, db.outbox, requested, caused_by=cause)
+    # payment.requested is caused by order.created: one correlation id from here to payments.
+    await owe_in_turn(conn, db.outbox, created, requested, correlation_id=correlation_id)
     return order
 
 
@@ -138,10 +136,12 @@ async def _happened(
         return None
     before = OrderStatus(order.status)
     decision = decide(Order(before, order.refund_requested_at is not None), event)
+    line = db.HistoryLine(event.trigger, decision.outcome, message_id, before)
     if decision.writes:
-        order = await db.update_order(conn, order_id, status=decision.status, **decision.changes)
-    await db.record(conn, order_id, event.trigger, decision.outcome, message_id=message_id,
-                    from_status=before, to_status=decision.status)  # fmt: skip
+        order = await db.update_order(conn, order_id, line, status=decision.status,
+                                      **decision.changes)  # fmt: skip
+    else:
+        await db.record(conn, order_id, **line._asdict(), to_status=decision.status)
     log_line = log.warning if decision.outcome is Outcome.IGNORED else log.info
     log_line(f"order event {decision.outcome}", order_id=str(order_id), trigger=str(event.trigger),
              message_id=message_id, status=before, new_status=decision.status)  # fmt: skip

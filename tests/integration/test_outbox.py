@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 
@@ -14,10 +16,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
+from orders.messages import OrderCreated, PaymentRequested
 from shared.channels import Channel
 from shared.envelope import Envelope, decode, new_envelope
 from shared.kafka import KafkaBus
-from shared.outbox import add_to_outbox, notify_channel, outbox_table
+from shared.outbox import add_to_outbox, notify_channel, outbox_table, owe_in_turn
 from shared.outbox_relay import OutboxRelay
 from shared.rabbit import RabbitBus
 from shared.retry import RetryPolicy
@@ -351,3 +354,27 @@ async def drain(amqp_url: str, queue_name: str, *, count: int) -> list[Envelope]
         await eventually(have_all, message=f"{count} messages on {queue_name}")
         assert await queue.get(fail=False) is None  # and nothing more
     return received
+
+
+async def test_messages_owed_in_turn_are_each_caused_by_the_one_before(
+    engine: AsyncEngine, outbox: sa.Table
+):
+    created = OrderCreated(
+        order_id=uuid.uuid4(), user_id=uuid.uuid4(), total_cents=700, currency="EUR", items=[]
+    )
+    requested = PaymentRequested(
+        order_id=created.order_id, user_id=created.user_id, amount_cents=700, currency="EUR"
+    )
+    async with engine.begin() as conn:
+        first, second = await owe_in_turn(
+            conn, outbox, created, requested, correlation_id="request-7"
+        )
+
+    rows = await outbox_rows(engine, outbox)
+    assert [(r.message_id, r.broker, r.destination, r.type) for r in rows] == [
+        (first.id, "kafka", "orders.events", "order.created"),
+        (second.id, "rabbit", "payments.commands", "payment.requested"),
+    ]
+    assert [decode(json.dumps(r.payload).encode()) for r in rows] == [first, second]
+    assert (first.correlationid, second.correlationid) == ("request-7", "request-7")
+    assert second.causationid == first.id
