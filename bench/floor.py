@@ -168,7 +168,7 @@ SQL = {
     "update_order": f"WITH changed AS (UPDATE {ORDERS}.orders SET status = 'paid', "
     "payment_id = $2, updated_at = now() WHERE id = $1 RETURNING *), line AS (INSERT INTO "
     f"{ORDERS}.order_history (order_id, to_status, event, message_id, from_status, outcome) "
-    "SELECT id, status, 'payment_succeeded', $2, 'pending_payment', 'applied' FROM changed) "
+    "SELECT id, status, 'payment.succeeded', $2, 'pending_payment', 'applied' FROM changed) "
     "SELECT * FROM changed",
     "add_to_stats": f"UPDATE {USERS}.users SET orders_paid = orders_paid + 1, "
     "lifetime_spent_cents = lifetime_spent_cents + $2, updated_at = now() WHERE id = $1 "

@@ -20,7 +20,17 @@ from shared.tracing import trace_headers
 
 # Postgres truncates identifiers (and refuses channel names) past 63 bytes.
 _MAX_IDENTIFIER = 63
-_COLUMNS = 8  # values a row takes in `_insert`
+# What a row of the outbox is written with; the table fills in the rest.
+_WRITTEN = (
+    "message_id",
+    "broker",
+    "destination",
+    "routing_key",
+    "key",
+    "type",
+    "payload",
+    "headers",
+)
 
 
 def outbox_table(metadata: sa.MetaData, schema: str) -> sa.Table:
@@ -100,7 +110,11 @@ async def owe_in_turn(
     correlation_id: str | None = None,
 ) -> list[Envelope]:
     """Owe `first`, and each of `then` caused by the message before it, in one statement (a
-    round trip for all of them). Returns their envelopes, in that order."""
+    round trip for all of them). Returns their envelopes, in that order.
+
+    For messages a request owes (`correlation_id`); a consumer owes what a message causes
+    with `owe(..., caused_by=)`.
+    """
     envelopes = [first.envelope(correlation_id=correlation_id)]
     for message in then:
         envelopes.append(message.envelope(caused_by=envelopes[-1]))
@@ -117,6 +131,7 @@ async def _add(
     key: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> None:
+    """One insert for all of `owed`; `key` and `headers`, when given, go on every row."""
     connection = await driver(conn)
     headers_text = json.dumps(trace_headers() | dict(headers or {}))
     values = [
@@ -145,12 +160,12 @@ def _insert(table: sa.Table, rows: int) -> str:
     dropped on rollback, and identical notifications of one transaction fold into one, so a
     batch of rows wakes the relay once.
     """
+    width = len(_WRITTEN)
     values = ", ".join(
-        "(" + ", ".join(f"${row * _COLUMNS + n}" for n in range(1, _COLUMNS + 1)) + ")"
+        "(" + ", ".join(f"${row * width + n}" for n in range(1, width + 1)) + ")"
         for row in range(rows)
     )
     return (
-        f"INSERT INTO {quoted(table)} "
-        "(message_id, broker, destination, routing_key, key, type, payload, headers) "
-        f"VALUES {values} RETURNING pg_notify(${rows * _COLUMNS + 1}, '')"
+        f"INSERT INTO {quoted(table)} ({', '.join(_WRITTEN)}) "
+        f"VALUES {values} RETURNING pg_notify(${rows * width + 1}, '')"
     )

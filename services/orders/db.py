@@ -10,7 +10,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
-from orders.domain import OrderStatus
+from orders.domain import OrderStatus, Outcome
 from shared.db import AsyncpgStatement, Connection, Row, json_text, page_of, violated_constraint
 from shared.inbox import inbox_table
 from shared.outbox import outbox_table
@@ -95,23 +95,25 @@ _FETCH_ORDER_FOR_UPDATE = AsyncpgStatement(_ORDER.with_for_update())
 
 
 def _bound(*names: str) -> dict[str, sa.BindParameter]:
-    # Inside WITH, a statement takes only the values it names: each column by a parameter.
+    # Nested in WITH, the parameters SQLAlchemy adds for a call's values are anonymous, so the
+    # call's names would not reach them: each column is bound by its own name.
     return {name: sa.bindparam(name, type_=orders.c[name].type) for name in names}
 
 
 def _with_line(change: sa.Insert | sa.Update) -> AsyncpgStatement:
     """`change` to an order, and the history line saying so, in one statement: a round trip
-    less than writing the line apart. The line's order and new status are the changed row's."""
+    less than writing the line apart. `change` returns the order's columns; the line takes the
+    order and its new status from them, and the rest from a `HistoryLine`'s parameters."""
     changed = change.cte("changed")
-    said = [sa.bindparam(name, type_=sa.Text) for name in HistoryLine._fields]
+    line_values = [sa.bindparam(name, type_=sa.Text) for name in HistoryLine._fields]
     line = sa.insert(order_history).from_select(
         ["order_id", "to_status", *HistoryLine._fields],
-        sa.select(changed.c.id, changed.c.status, *said),
+        sa.select(changed.c.id, changed.c.status, *line_values),
     )
     return AsyncpgStatement(sa.select(changed).add_cte(line.cte("line")))
 
 
-_PLACED = HistoryLine("placed", "applied")._asdict()
+_PLACED = HistoryLine(event="placed", outcome=Outcome.APPLIED)._asdict()
 _INSERT_ORDER = _with_line(
     sa.insert(orders)
     .values(

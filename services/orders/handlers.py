@@ -136,7 +136,9 @@ async def _happened(
         return None
     before = OrderStatus(order.status)
     decision = decide(Order(before, order.refund_requested_at is not None), event)
-    line = db.HistoryLine(event.trigger, decision.outcome, message_id, before)
+    line = db.HistoryLine(
+        event=event.trigger, outcome=decision.outcome, message_id=message_id, from_status=before
+    )
     if decision.writes:
         order = await db.update_order(conn, order_id, line, status=decision.status,
                                       **decision.changes)  # fmt: skip

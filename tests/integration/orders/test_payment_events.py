@@ -103,7 +103,7 @@ async def test_events_that_do_not_fit_the_state_are_recorded_and_ignored(
     await orders.handled(early_refund)
     assert await orders.status(order_id) == "pending_payment"
 
-    await orders.payment_event("payment.succeeded", order_id)
+    paid = await orders.payment_event("payment.succeeded", order_id)
     await orders.reaches(order_id, "paid")
     late_failure = await orders.payment_event("payment.failed", order_id, reason="timeout")
     await orders.handled(late_failure)
@@ -116,7 +116,7 @@ async def test_events_that_do_not_fit_the_state_are_recorded_and_ignored(
         ("payment.succeeded", "applied", "pending_payment", "paid"),
         ("payment.failed", "ignored", "paid", "paid"),
     ]
-    assert {early_refund.id, late_failure.id} <= {h.message_id for h in history}
+    assert [h.message_id for h in history] == [None, early_refund.id, paid.id, late_failure.id]
     assert types(await orders.outbox(order_id)) == [
         "order.created",
         "payment.requested",
@@ -165,6 +165,13 @@ async def test_cancel_then_payment_succeeded_requests_a_refund_and_stays_cancell
         "payment.requested",
         "order.cancelled",
         "payment.refund_requested",
+    ]
+    history = await orders.history(order_id)
+    assert [(h.event, h.outcome, h.from_status, h.to_status, h.message_id) for h in history] == [
+        ("placed", "applied", None, "pending_payment", None),
+        ("cancel", "applied", "pending_payment", "cancelled", None),
+        ("payment.succeeded", "compensate", "cancelled", "cancelled", succeeded.id),
+        ("payment.refunded", "compensated", "cancelled", "cancelled", refunded.id),
     ]
 
 
