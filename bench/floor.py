@@ -145,13 +145,14 @@ RELAY_BATCH = 100  # the relay's default batch
 SQL = {
     "fetch_user": f"SELECT * FROM {USERS}.users WHERE id = $1",
     "find_key": f"SELECT * FROM {ORDERS}.idempotency_keys WHERE key = $1",
-    # The order and its history line, in one statement (services/orders/db.py, `_with_line`).
+    # The order, its history line and its idempotency key, in one statement
+    # (services/orders/db.py, `_with_line`).
     "insert_order": f"WITH changed AS (INSERT INTO {ORDERS}.orders (id, user_id, status, "
     "total_cents, currency, items) VALUES ($1, $2, 'pending_payment', $3, 'EUR', $4::jsonb) "
     f"RETURNING *), line AS (INSERT INTO {ORDERS}.order_history (order_id, to_status, event, "
-    "outcome) SELECT id, status, 'placed', 'applied' FROM changed) SELECT * FROM changed",
-    "remember_key": f"INSERT INTO {ORDERS}.idempotency_keys (key, request_hash, order_id) "
-    "VALUES ($1, $1, $2)",
+    "outcome) SELECT id, status, 'placed', 'applied' FROM changed), remembered AS (INSERT INTO "
+    f"{ORDERS}.idempotency_keys (key, request_hash, order_id) SELECT $5, $5, id FROM changed) "
+    "SELECT * FROM changed",
     "lock_order": "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
     "insert_payment": f"INSERT INTO {PAYMENTS}.payments (id, order_id, user_id, amount_cents, "
     "currency, status, correlation_id) VALUES ($1, $2, $3, $4, 'EUR', 'awaiting_confirmation', "
@@ -231,13 +232,12 @@ async def _one_order(pool: asyncpg.Pool, user_id: uuid.UUID) -> None:
         # orders asks users whether the user exists: one read, no transaction
         await conn.fetchrow(SQL["fetch_user"], user_id)
         # orders places the order: the idempotency key looked up (no transaction), then the
-        # order with its history line, order.created and payment.requested, and the key
+        # order with its history line and its key, and order.created and payment.requested
         await conn.fetchrow(SQL["find_key"], key)
         async with conn.transaction():
-            await conn.fetchrow(SQL["insert_order"], order_id, user_id, total, BODY)
+            await conn.fetchrow(SQL["insert_order"], order_id, user_id, total, BODY, key)
             await conn.fetch(OWE_TWO.format(s=ORDERS), str(uuid.uuid4()), oid, BODY,
                              str(uuid.uuid4()))  # fmt: skip
-            await conn.execute(SQL["remember_key"], key, order_id)
         # payments takes payment.requested: inbox, lock, the payment, webhooks waiting for it
         async with conn.transaction():
             await inbox(conn, PAYMENTS, "payments", "payment.requested")

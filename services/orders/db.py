@@ -100,27 +100,37 @@ def _bound(*names: str) -> dict[str, sa.BindParameter]:
     return {name: sa.bindparam(name, type_=orders.c[name].type) for name in names}
 
 
-def _with_line(change: sa.Insert | sa.Update) -> AsyncpgStatement:
+def _with_line(change: sa.Insert | sa.Update, *, key: bool = False) -> AsyncpgStatement:
     """`change` to an order, and the history line saying so, in one statement: a round trip
     less than writing the line apart. `change` returns the order's columns; the line takes the
-    order and its new status from them, and the rest from a `HistoryLine`'s parameters."""
+    order and its new status from them, and the rest from a `HistoryLine`'s parameters. With
+    `key`, the request's idempotency key too (parameters `key`, `request_hash`)."""
     changed = change.cte("changed")
     line_values = [sa.bindparam(name, type_=sa.Text) for name in HistoryLine._fields]
     line = sa.insert(order_history).from_select(
         ["order_id", "to_status", *HistoryLine._fields],
         sa.select(changed.c.id, changed.c.status, *line_values),
     )
-    return AsyncpgStatement(sa.select(changed).add_cte(line.cte("line")))
+    statement = sa.select(changed).add_cte(line.cte("line"))
+    if key:
+        given = [sa.bindparam(name, type_=sa.Text) for name in ("key", "request_hash")]
+        remembered = sa.insert(idempotency_keys).from_select(
+            ["key", "request_hash", "order_id"], sa.select(*given, changed.c.id)
+        )
+        statement = statement.add_cte(remembered.cte("remembered"))
+    return AsyncpgStatement(statement)
 
 
 _PLACED = HistoryLine(event="placed", outcome=Outcome.APPLIED)._asdict()
-_INSERT_ORDER = _with_line(
+_NEW_ORDER = (
     sa.insert(orders)
     .values(
         **_bound("id", "user_id", "status", "total_cents", "currency"), items=json_text("items")
     )
     .returning(*orders.c)
 )
+_INSERT_ORDER = _with_line(_NEW_ORDER)
+_INSERT_ORDER_WITH_KEY = _with_line(_NEW_ORDER, key=True)
 _UPDATE_ORDER = (
     sa.update(orders)
     .where(orders.c.id == sa.bindparam("target_id"))
@@ -138,7 +148,6 @@ def _update_order(changed: frozenset[str], refund_requested: bool) -> AsyncpgSta
     return _with_line(update)
 
 
-_REMEMBER_KEY = AsyncpgStatement(sa.insert(idempotency_keys))
 _KEY = AsyncpgStatement(
     sa.select(idempotency_keys).where(idempotency_keys.c.key == sa.bindparam("given_key"))
 )
@@ -187,9 +196,21 @@ async def insert_order(
     total: int,
     currency: str,
     items: list[dict],
+    *,
+    key: str | None = None,
+    request_hash: str | None = None,
 ) -> Row:
-    """Insert the order with its first history line ("placed"); returns the order as stored
-    (defaults included), in one round trip."""
+    """Insert the order with its first history line ("placed") and, given one, the request's
+    idempotency key; returns the order as stored (defaults included), in one round trip.
+
+    A key already taken raises asyncpg's UniqueViolationError (`is_key_clash`).
+    """
+    if key is not None:
+        return await _INSERT_ORDER_WITH_KEY.one(
+            conn, id=order_id, user_id=user_id, status=status, total_cents=total,
+            currency=currency, items=json.dumps(items), **_PLACED, key=key,
+            request_hash=request_hash,
+        )  # fmt: skip
     return await _INSERT_ORDER.one(
         conn,
         id=order_id,
@@ -200,11 +221,6 @@ async def insert_order(
         items=json.dumps(items),
         **_PLACED,
     )
-
-
-async def remember_key(conn: Connection, key: str, request_hash: str, order_id: uuid.UUID) -> None:
-    """Raises asyncpg's UniqueViolationError when the key is taken (`is_key_clash`)."""
-    await _REMEMBER_KEY.execute(conn, key=key, request_hash=request_hash, order_id=order_id)
 
 
 async def find_key(conn: Connection, key: str) -> Row | None:

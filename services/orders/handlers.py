@@ -78,9 +78,8 @@ async def place_order(
     await users.ensure_exists(user_id, correlation_id)
     try:
         async with database.transaction() as conn:
-            order = await _store(conn, user_id, currency, items, correlation_id)
-            if idempotency_key:
-                await db.remember_key(conn, idempotency_key, request_hash, order.id)
+            order = await _store(conn, user_id, currency, items, correlation_id,
+                                 key=idempotency_key, request_hash=request_hash)  # fmt: skip
     except Exception as exc:
         # A concurrent request with the same key committed first; this one rolled back whole.
         if not (idempotency_key and db.is_key_clash(exc)):
@@ -100,10 +99,11 @@ async def _earlier(database: Database, key: str, request_hash: str) -> Row | Non
         return await db.fetch_order(conn, stored.order_id)
 
 
-async def _store(conn, user_id, currency, items, correlation_id) -> Row:
+async def _store(conn, user_id, currency, items, correlation_id, *, key, request_hash) -> Row:
     order_id, total, lines = uuid.uuid4(), total_cents(items), [asdict(i) for i in items]
     status = OrderStatus.PENDING_PAYMENT
-    order = await db.insert_order(conn, order_id, user_id, status, total, currency, lines)
+    order = await db.insert_order(conn, order_id, user_id, status, total, currency, lines,
+                                  key=key, request_hash=request_hash)  # fmt: skip
     created = OrderCreated(
         order_id=order_id, user_id=user_id, total_cents=total, currency=currency, items=lines
     )
