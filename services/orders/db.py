@@ -205,22 +205,11 @@ async def insert_order(
 
     A key already taken raises asyncpg's UniqueViolationError (`is_key_clash`).
     """
-    if key is not None:
-        return await _INSERT_ORDER_WITH_KEY.one(
-            conn, id=order_id, user_id=user_id, status=status, total_cents=total,
-            currency=currency, items=json.dumps(items), **_PLACED, key=key,
-            request_hash=request_hash,
-        )  # fmt: skip
-    return await _INSERT_ORDER.one(
-        conn,
-        id=order_id,
-        user_id=user_id,
-        status=status,
-        total_cents=total,
-        currency=currency,
-        items=json.dumps(items),
-        **_PLACED,
-    )
+    values = dict(id=order_id, user_id=user_id, status=status, total_cents=total,
+                  currency=currency, items=json.dumps(items), **_PLACED)  # fmt: skip
+    if key is None:
+        return await _INSERT_ORDER.one(conn, **values)
+    return await _INSERT_ORDER_WITH_KEY.one(conn, **values, key=key, request_hash=request_hash)
 
 
 async def find_key(conn: Connection, key: str) -> Row | None:
