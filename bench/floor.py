@@ -147,12 +147,17 @@ SQL = {
     "find_key": f"SELECT * FROM {ORDERS}.idempotency_keys WHERE key = $1",
     # The order, its history line and its idempotency key, in one statement
     # (services/orders/db.py, `_with_line`).
+    # the order with its history line, its key, order.created and payment.requested, and the
+    # relay's wake-up: one statement, no transaction (orders/db.py, `insert_order`)
     "insert_order": f"WITH changed AS (INSERT INTO {ORDERS}.orders (id, user_id, status, "
     "total_cents, currency, items) VALUES ($1, $2, 'pending_payment', $3, 'EUR', $4::jsonb) "
     f"RETURNING *), line AS (INSERT INTO {ORDERS}.order_history (order_id, to_status, event, "
     "outcome) SELECT id, status, 'placed', 'applied' FROM changed), remembered AS (INSERT INTO "
-    f"{ORDERS}.idempotency_keys (key, request_hash, order_id) SELECT $5, $5, id FROM changed) "
-    "SELECT * FROM changed",
+    f"{ORDERS}.idempotency_keys (key, request_hash, order_id) SELECT $5, $5, id FROM changed), "
+    f"owed AS (INSERT INTO {ORDERS}.outbox (message_id, broker, destination, routing_key, key, "
+    "type, payload) VALUES ($6, 'kafka', 'orders.events', NULL, $7, 'order.created', $4::jsonb), "
+    "($8, 'rabbit', 'payments.commands', 'payment.requested', $7, 'payment.requested', "
+    f"$4::jsonb) RETURNING pg_notify('outbox:{ORDERS}', '')) SELECT * FROM changed",
     "lock_order": "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
     "insert_payment": f"INSERT INTO {PAYMENTS}.payments (id, order_id, user_id, amount_cents, "
     "currency, status, correlation_id) VALUES ($1, $2, $3, $4, 'EUR', 'awaiting_confirmation', "
@@ -179,11 +184,6 @@ SQL = {
 # and the relay's claim and mark (shared/outbox_relay.py).
 OWE = ("INSERT INTO {s}.outbox (message_id, broker, destination, routing_key, key, type, "
        "payload) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING pg_notify('outbox:{s}', '')")  # fmt: skip
-# order.created and payment.requested in one statement (shared/outbox.py, `owe_in_turn`).
-OWE_TWO = ("INSERT INTO {s}.outbox (message_id, broker, destination, routing_key, key, type, "
-           "payload) VALUES ($1, 'kafka', 'orders.events', NULL, $2, 'order.created', $3::jsonb), "
-           "($4, 'rabbit', 'payments.commands', 'payment.requested', $2, 'payment.requested', "
-           "$3::jsonb) RETURNING pg_notify('outbox:{s}', '')")  # fmt: skip
 INBOX = ("INSERT INTO {s}.inbox (consumer, message_id, type) VALUES ($1, $2, $3) "
          "ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id")  # fmt: skip
 CLAIM = ("SELECT * FROM {s}.outbox WHERE sent_at IS NULL AND broker = ANY($1::text[]) "
@@ -231,13 +231,11 @@ async def _one_order(pool: asyncpg.Pool, user_id: uuid.UUID) -> None:
     async with pool.acquire() as conn:
         # orders asks users whether the user exists: one read, no transaction
         await conn.fetchrow(SQL["fetch_user"], user_id)
-        # orders places the order: the idempotency key looked up (no transaction), then the
-        # order with its history line and its key, and order.created and payment.requested
+        # orders places the order: the idempotency key looked up, then the order with all that
+        # goes with it in one statement (neither in a transaction)
         await conn.fetchrow(SQL["find_key"], key)
-        async with conn.transaction():
-            await conn.fetchrow(SQL["insert_order"], order_id, user_id, total, BODY, key)
-            await conn.fetch(OWE_TWO.format(s=ORDERS), str(uuid.uuid4()), oid, BODY,
-                             str(uuid.uuid4()))  # fmt: skip
+        await conn.fetchrow(SQL["insert_order"], order_id, user_id, total, BODY, key,
+                            str(uuid.uuid4()), oid, str(uuid.uuid4()))  # fmt: skip
         # payments takes payment.requested: inbox, lock, the payment, webhooks waiting for it
         async with conn.transaction():
             await inbox(conn, PAYMENTS, "payments", "payment.requested")

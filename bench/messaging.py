@@ -142,12 +142,12 @@ async def relay_run(endpoints, table: sa.Table, n: int, *, spaced_ms: float | No
                     await write(i)
                     await asyncio.sleep(spaced_ms / 1000)  # an idle system: one message at a time
             while True:
-                async with database.reading() as conn:
+                async with database.autocommit() as conn:
                     unsent = await conn.fetchval(f"SELECT count(*) FROM {t} WHERE sent_at IS NULL")
                 if unsent == 0:
                     break
                 await asyncio.sleep(0.01)
-        async with database.reading() as conn:
+        async with database.autocommit() as conn:
             rows = await conn.fetch(
                 f"SELECT message_id, extract(epoch FROM sent_at)::float8 FROM {t}"
             )

@@ -23,7 +23,7 @@ def database(request: Request) -> Database:
     a connection taken in one would make bad input wait for the database, and answer 503 instead
     of 422 while it is down. `async with database(request).transaction() as conn:` in the body
     commits before the response is sent, so a 2xx means the change is stored;
-    `database(request).reading()` serves a request answered by one query.
+    `database(request).autocommit()` serves a request answered by one query.
     """
     return request.app.state.runtime.database
 

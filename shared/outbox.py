@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -31,6 +32,18 @@ _WRITTEN = (
     "payload",
     "headers",
 )
+_JSON = {"payload", "headers"}
+
+
+class Owed(NamedTuple):
+    """A message owed, as its envelope and the channel it goes to."""
+
+    channel: Channel
+    envelope: Envelope
+
+
+def _text(name: str) -> sa.BindParameter:
+    return sa.bindparam(name, type_=sa.Text)
 
 
 def outbox_table(metadata: sa.MetaData, schema: str) -> sa.Table:
@@ -81,7 +94,7 @@ async def add_to_outbox(
     The current trace context goes into the headers (explicit `headers` win), so the message's
     consumers continue the trace of the request or message that owed it.
     """
-    await _add(conn, table, [(channel, envelope)], key=key, headers=headers)
+    await _add(conn, table, [Owed(channel, envelope)], key=key, headers=headers)
 
 
 async def owe(
@@ -102,15 +115,9 @@ async def owe(
     return envelope
 
 
-async def owe_in_turn(
-    conn: Connection,
-    table: sa.Table,
-    first: Produced,
-    *then: Produced,
-    correlation_id: str | None = None,
-) -> list[Envelope]:
-    """Owe `first`, and each of `then` caused by the message before it, in one statement (a
-    round trip for all of them). Returns their envelopes, in that order.
+def in_turn(first: Produced, *then: Produced, correlation_id: str | None = None) -> list[Owed]:
+    """`first`, and each of `then` caused by the message before it, as envelopes on their
+    channels, to owe in one statement (`owing`).
 
     For messages a request owes (`correlation_id`); a consumer owes what a message causes
     with `owe(..., caused_by=)`.
@@ -118,15 +125,47 @@ async def owe_in_turn(
     envelopes = [first.envelope(correlation_id=correlation_id)]
     for message in then:
         envelopes.append(message.envelope(caused_by=envelopes[-1]))
-    messages = [first, *then]
-    await _add(conn, table, [(m.CHANNEL, e) for m, e in zip(messages, envelopes, strict=True)])
-    return envelopes
+    return [Owed(m.CHANNEL, e) for m, e in zip([first, *then], envelopes, strict=True)]
+
+
+@functools.cache
+def owing(table: sa.Table, rows: int) -> sa.CTE:
+    """The insert of `rows` rows of the outbox, with the relay's wake-up, as a part of another
+    statement (`add_cte`); `owing_values` gives its parameters.
+
+    So a request's own writes and the messages it owes can be one statement: Postgres runs a
+    lone statement in a transaction of its own, all of it or none, so it needs no BEGIN and
+    COMMIT (two round trips) and no second statement for the outbox (a third).
+    """
+    written = [sa.column(column, sa.Text) for column in _WRITTEN]
+    given = sa.values(*written, name="given").data(
+        [tuple(_text(f"owed_{row}_{column}") for column in _WRITTEN) for row in range(rows)]
+    )
+    # JSON comes as text, as everywhere the services write it, and Postgres casts it.
+    values = [sa.cast(c, JSONB) if c.name in _JSON else c for c in given.c]
+    wake = sa.func.pg_notify(_text("owed_channel"), sa.literal_column("''"))
+    insert = sa.insert(table).from_select(_WRITTEN, sa.select(*values))
+    return insert.returning(wake).cte("owed")
+
+
+def owing_values(table: sa.Table, owed: Sequence[Owed]) -> dict[str, object]:
+    """The parameters of `owing(table, len(owed))` for these messages (none for none)."""
+    if not owed:
+        return {}
+    headers_text = json.dumps(trace_headers())
+    values: dict[str, object] = {"owed_channel": notify_channel(table)}
+    for row, (channel, envelope) in enumerate(owed):
+        written = _row(channel, envelope, envelope.subject, headers_text)
+        values |= {
+            f"owed_{row}_{column}": value for column, value in zip(_WRITTEN, written, strict=True)
+        }
+    return values
 
 
 async def _add(
     conn: Connection,
     table: sa.Table,
-    owed: Sequence[tuple[Channel, Envelope]],
+    owed: Sequence[Owed],
     *,
     key: str | None = None,
     headers: Mapping[str, str] | None = None,
@@ -137,19 +176,24 @@ async def _add(
     values = [
         value
         for channel, envelope in owed
-        for value in (
-            envelope.id,
-            channel.broker,
-            channel.name,
-            channel.routing_key,
-            envelope.subject if key is None else key,
-            envelope.type,
-            # jsonb as JSON text, as the connections' codec takes it (shared.db).
-            envelope.model_dump_json(exclude_none=True),
-            headers_text,
-        )
+        for value in _row(channel, envelope, envelope.subject if key is None else key, headers_text)
     ]
     await connection.execute(_insert(table, len(owed)), *values, notify_channel(table))
+
+
+def _row(channel: Channel, envelope: Envelope, key: str | None, headers_text: str) -> tuple:
+    """A row's values, in the order of `_WRITTEN`; jsonb as JSON text, as the connections'
+    codec takes it (shared.db)."""
+    return (
+        envelope.id,
+        channel.broker,
+        channel.name,
+        channel.routing_key,
+        key,
+        envelope.type,
+        envelope.model_dump_json(exclude_none=True),
+        headers_text,
+    )
 
 
 @functools.cache

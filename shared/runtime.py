@@ -125,7 +125,7 @@ class Runtime:
         """
 
         async def database() -> None:
-            async with self.database.reading() as conn:
+            async with self.database.autocommit() as conn:
                 await conn.execute("SELECT 1")
 
         checks = {

@@ -143,7 +143,7 @@ async def create_order(
 @router.get("/{order_id}", response_model=OrderOut, responses=errors(MISSING))
 async def get_order(order_id: uuid.UUID, request: Request) -> OrderOut:
     """One order."""
-    async with database(request).reading() as conn:
+    async with database(request).autocommit() as conn:
         row = await db.fetch_order(conn, order_id)
     if row is None:
         raise _missing(order_id)
@@ -155,7 +155,7 @@ async def list_orders(
     request: Request, asked: PageDep, user_id: uuid.UUID | None = None
 ) -> OrderPage:
     """Orders, oldest first, of one user when `user_id` is given, a page at a time."""
-    async with database(request).reading() as conn:
+    async with database(request).autocommit() as conn:
         rows, total = await db.list_orders(conn, user_id, offset=asked.offset, limit=asked.limit)
     return OrderPage.of([OrderOut.of(r) for r in rows], total=total, asked=asked)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import sqlalchemy as sa
@@ -13,7 +14,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from orders.domain import OrderStatus, Outcome
 from shared.db import AsyncpgStatement, Connection, Row, json_text, page_of, violated_constraint
 from shared.inbox import inbox_table
-from shared.outbox import outbox_table
+from shared.outbox import Owed, outbox_table, owing, owing_values
 
 SCHEMA = "orders"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -100,11 +101,14 @@ def _bound(*names: str) -> dict[str, sa.BindParameter]:
     return {name: sa.bindparam(name, type_=orders.c[name].type) for name in names}
 
 
-def _with_line(change: sa.Insert | sa.Update, *, key: bool = False) -> AsyncpgStatement:
+def _with_line(
+    change: sa.Insert | sa.Update, *, key: bool = False, owed: int = 0
+) -> AsyncpgStatement:
     """`change` to an order, and the history line saying so, in one statement: a round trip
     less than writing the line apart. `change` returns the order's columns; the line takes the
     order and its new status from them, and the rest from a `HistoryLine`'s parameters. With
-    `key`, the request's idempotency key too (parameters `key`, `request_hash`)."""
+    `key`, the request's idempotency key too (parameters `key`, `request_hash`); with `owed`,
+    that many messages into the outbox (`shared.outbox.owing`)."""
     changed = change.cte("changed")
     line_values = [sa.bindparam(name, type_=sa.Text) for name in HistoryLine._fields]
     line = sa.insert(order_history).from_select(
@@ -118,6 +122,8 @@ def _with_line(change: sa.Insert | sa.Update, *, key: bool = False) -> AsyncpgSt
             ["key", "request_hash", "order_id"], sa.select(*given, changed.c.id)
         )
         statement = statement.add_cte(remembered.cte("remembered"))
+    if owed:
+        statement = statement.add_cte(owing(outbox, owed))
     return AsyncpgStatement(statement)
 
 
@@ -129,8 +135,14 @@ _NEW_ORDER = (
     )
     .returning(*orders.c)
 )
-_INSERT_ORDER = _with_line(_NEW_ORDER)
-_INSERT_ORDER_WITH_KEY = _with_line(_NEW_ORDER, key=True)
+
+
+@functools.cache
+def _insert_order(key: bool, owed: int) -> AsyncpgStatement:
+    """The insert of an order, with or without a key, owing this many messages, built once."""
+    return _with_line(_NEW_ORDER, key=key, owed=owed)
+
+
 _UPDATE_ORDER = (
     sa.update(orders)
     .where(orders.c.id == sa.bindparam("target_id"))
@@ -199,17 +211,22 @@ async def insert_order(
     *,
     key: str | None = None,
     request_hash: str | None = None,
+    owed: Sequence[Owed] = (),
 ) -> Row:
-    """Insert the order with its first history line ("placed") and, given one, the request's
-    idempotency key; returns the order as stored (defaults included), in one round trip.
+    """Insert the order with its first history line ("placed"), the request's idempotency key
+    when given one, and the messages it owes (`shared.outbox.in_turn`), all in one statement;
+    returns the order as stored (defaults included).
 
-    A key already taken raises asyncpg's UniqueViolationError (`is_key_clash`).
+    One statement is all or nothing on its own: on an `autocommit()` connection it needs no
+    BEGIN and COMMIT. A key already taken raises asyncpg's UniqueViolationError
+    (`is_key_clash`), and nothing is written.
     """
     values = dict(id=order_id, user_id=user_id, status=status, total_cents=total,
                   currency=currency, items=json.dumps(items), **_PLACED)  # fmt: skip
-    if key is None:
-        return await _INSERT_ORDER.one(conn, **values)
-    return await _INSERT_ORDER_WITH_KEY.one(conn, **values, key=key, request_hash=request_hash)
+    if key is not None:
+        values |= dict(key=key, request_hash=request_hash)
+    statement = _insert_order(key is not None, len(owed))
+    return await statement.one(conn, **values, **owing_values(outbox, owed))
 
 
 async def find_key(conn: Connection, key: str) -> Row | None:

@@ -45,7 +45,7 @@ from orders.messages import (
 from shared.db import Connection, Database, Row
 from shared.envelope import Envelope
 from shared.handlers import Handler
-from shared.outbox import owe, owe_in_turn
+from shared.outbox import in_turn, owe
 
 log = structlog.get_logger(__name__)
 
@@ -70,18 +70,19 @@ async def place_order(
 ) -> tuple[Row, bool]:
     """Store an order with `order.created` and `payment.requested`; (order, True) on a replay.
 
-    Users is asked before any transaction opens, so no connection waits on another service.
+    Users is asked before the order is written, so no connection waits on another service.
     """
     request_hash = fingerprint(user_id, currency, items)
     if idempotency_key and (earlier := await _earlier(database, idempotency_key, request_hash)):
         return earlier, True
     await users.ensure_exists(user_id, correlation_id)
     try:
-        async with database.transaction() as conn:
+        # One statement writes the order with all that goes with it: no transaction to open.
+        async with database.autocommit() as conn:
             order = await _store(conn, user_id, currency, items, correlation_id,
                                  key=idempotency_key, request_hash=request_hash)  # fmt: skip
     except Exception as exc:
-        # A concurrent request with the same key committed first; this one rolled back whole.
+        # A concurrent request with the same key committed first; this one wrote nothing.
         if not (idempotency_key and db.is_key_clash(exc)):
             raise
         return await _earlier(database, idempotency_key, request_hash), True
@@ -90,7 +91,7 @@ async def place_order(
 
 async def _earlier(database: Database, key: str, request_hash: str) -> Row | None:
     # Outside a transaction: the key's order was committed with it, so two reads are enough.
-    async with database.reading() as conn:
+    async with database.autocommit() as conn:
         stored = await db.find_key(conn, key)
         if stored is None:
             return None
@@ -102,8 +103,6 @@ async def _earlier(database: Database, key: str, request_hash: str) -> Row | Non
 async def _store(conn, user_id, currency, items, correlation_id, *, key, request_hash) -> Row:
     order_id, total, lines = uuid.uuid4(), total_cents(items), [asdict(i) for i in items]
     status = OrderStatus.PENDING_PAYMENT
-    order = await db.insert_order(conn, order_id, user_id, status, total, currency, lines,
-                                  key=key, request_hash=request_hash)  # fmt: skip
     created = OrderCreated(
         order_id=order_id, user_id=user_id, total_cents=total, currency=currency, items=lines
     )
@@ -111,8 +110,9 @@ async def _store(conn, user_id, currency, items, correlation_id, *, key, request
         order_id=order_id, user_id=user_id, amount_cents=total, currency=currency
     )
     # payment.requested is caused by order.created: one correlation id from here to payments.
-    await owe_in_turn(conn, db.outbox, created, requested, correlation_id=correlation_id)
-    return order
+    owed = in_turn(created, requested, correlation_id=correlation_id)
+    return await db.insert_order(conn, order_id, user_id, status, total, currency, lines,
+                                 key=key, request_hash=request_hash, owed=owed)  # fmt: skip
 
 
 async def _happened(

@@ -37,7 +37,7 @@ PaymentPage = Page[PaymentOut]
 )
 async def get_payment(payment_id: uuid.UUID, request: Request) -> PaymentOut:
     """One payment and its status."""
-    async with database(request).reading() as conn:
+    async with database(request).autocommit() as conn:
         row = await db.fetch_payment(conn, payment_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"payment {payment_id} not found")
@@ -49,7 +49,7 @@ async def list_payments(
     request: Request, asked: PageDep, order_id: uuid.UUID | None = None
 ) -> PaymentPage:
     """Payments, oldest first, a page at a time; `order_id` gives that order's payment."""
-    async with database(request).reading() as conn:
+    async with database(request).autocommit() as conn:
         rows, total = await db.list_payments(
             conn, order_id=order_id, offset=asked.offset, limit=asked.limit
         )

@@ -119,7 +119,7 @@ async def create_user(body: UserCreate, request: Request, response: Response) ->
 @router.get("/{user_id}", response_model=UserOut, responses=errors(MISSING))
 async def get_user(user_id: uuid.UUID, request: Request) -> UserOut:
     """One user with their lifetime order stats."""
-    async with database(request).reading() as conn:
+    async with database(request).autocommit() as conn:
         row = await db.fetch_user(conn, user_id)
     if row is None:
         raise _missing(user_id)
@@ -129,7 +129,7 @@ async def get_user(user_id: uuid.UUID, request: Request) -> UserOut:
 @router.get("", response_model=UserPage, responses=errors())
 async def list_users(request: Request, asked: PageDep) -> UserPage:
     """Users, oldest first, a page at a time; a page past the last is empty."""
-    async with database(request).reading() as conn:
+    async with database(request).autocommit() as conn:
         rows, total = await db.list_users(conn, offset=asked.offset, limit=asked.limit)
     return UserPage.of([UserOut.of(r) for r in rows], total=total, asked=asked)
 

@@ -6,7 +6,7 @@
 - `engine`: SQLAlchemy's engine on the same database, for tests and scripts.
 """
 
-from shared.db.engine import async_url, make_engine, reading
+from shared.db.engine import async_url, autocommit, make_engine
 from shared.db.errors import (
     broken_rule,
     is_retry_later,
@@ -41,6 +41,7 @@ __all__ = [
     "OutsideTransaction",
     "Row",
     "async_url",
+    "autocommit",
     "broken_rule",
     "driver",
     "is_retry_later",
@@ -51,7 +52,6 @@ __all__ = [
     "page_of",
     "plain_url",
     "quoted",
-    "reading",
     "server_settings",
     "violated_constraint",
 ]

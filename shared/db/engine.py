@@ -86,8 +86,8 @@ def _pinger(after_idle: float):
 
 
 @asynccontextmanager
-async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection for reads: each statement runs in its own implicit transaction.
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection whose statements each run in a transaction of their own (`Database.autocommit`).
 
     One round trip per query instead of three (BEGIN, query, ROLLBACK). Two queries may see two
     different moments, so use it where one statement answers, or where that does not matter.

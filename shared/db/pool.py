@@ -37,8 +37,8 @@ class Database:
     0.15 ms of CPU more than one here (greenlet switches, a task to close each connection;
     README, "A fifth round"), and an order takes six or seven.
 
-    `transaction()` commits its statements together, or none of them; `reading()` runs each
-    statement on its own (one round trip instead of BEGIN, statement, ROLLBACK). A connection
+    `transaction()` commits its statements together, or none of them; `autocommit()` runs each
+    statement on its own (one round trip instead of BEGIN, statement, COMMIT). A connection
     idle for `ping_after_idle` seconds answers a trivial query before it is handed out, so the
     pool serves again after an outage without failing a request on a connection the server
     closed; a busy connection is trusted, which saves a round trip per transaction.
@@ -107,11 +107,13 @@ class Database:
             yield conn
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[Connection]:
+    async def autocommit(self) -> AsyncIterator[Connection]:
         """A connection whose statements each run and commit on their own.
 
-        Two statements may see two different moments: use it where one statement answers, or
-        where that does not matter.
+        For a lone read, and for a write that is one statement: Postgres runs a statement in a
+        transaction of its own, all of it or none. Two statements may see two different
+        moments, and the first stays committed if the second fails: use it where one statement
+        does the work, or where that does not matter.
         """
         async with self._connection() as conn:
             yield conn

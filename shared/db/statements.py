@@ -191,7 +191,7 @@ async def page_of(
     """One page of `table`'s rows matching `where`, oldest first, and how many match in all.
 
     The count and the page are two statements, each seeing its own moment (READ COMMITTED, in a
-    transaction or not): read them through `Database.reading()`, which spares the BEGIN and
+    transaction or not): read them through `Database.autocommit()`, which spares the BEGIN and
     COMMIT. Their filter differs from call to call, so each is compiled at its call: a list is
     not on any message's path.
     """

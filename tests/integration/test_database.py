@@ -18,9 +18,9 @@ from shared.db import (
     ConnectionLost,
     Database,
     NoConnection,
+    autocommit,
     is_unavailable,
     json_text,
-    reading,
 )
 from tests.support.eventually import eventually
 
@@ -35,7 +35,7 @@ class Wire:
 
     async def watch(self, database: Database) -> None:
         """Open the pool's one connection and count from here on."""
-        async with database.reading() as conn:
+        async with database.autocommit() as conn:
             conn.add_query_logger(lambda record: self.queries.append(record.query.strip(" ;")))
 
     def take(self) -> list[str]:
@@ -72,7 +72,7 @@ async def test_a_failed_transaction_is_rolled_back_and_the_connection_serves_on(
                 await conn.execute("SELECT 1 + 1")
                 raise ZeroDivisionError
         assert wire.take() == ["BEGIN", "SELECT 1 + 1", "ROLLBACK"]
-        async with database.reading() as conn:
+        async with database.autocommit() as conn:
             assert await conn.fetchval("SELECT 40 + 2") == 42
     finally:
         await database.close()
@@ -81,7 +81,7 @@ async def test_a_failed_transaction_is_rolled_back_and_the_connection_serves_on(
 async def test_a_reading_connection_sends_no_begin_or_rollback(url):
     database, wire = await watched(url)
     try:
-        async with database.reading() as conn:
+        async with database.autocommit() as conn:
             assert await conn.fetchval("SELECT 40 + 2") == 42
         # Given back clean: no reset of its own either (asyncpg's default sends one).
         assert wire.take() == ["SELECT 40 + 2"]
@@ -97,7 +97,7 @@ async def test_a_reading_connection_sends_no_begin_or_rollback(url):
 async def test_only_an_idle_connection_is_pinged(url, ping_after_idle, pinged):
     database, wire = await watched(url, ping_after_idle=ping_after_idle)
     try:
-        async with database.reading() as conn:
+        async with database.autocommit() as conn:
             await conn.execute("SELECT 1 + 1")
         assert ("SELECT 1" in wire.take()) is pinged
     finally:
@@ -117,7 +117,7 @@ async def test_a_transaction_cancelled_after_the_server_began_it_leaves_nothing_
         database_proxy.carrying(database.admin_url), size=1, ping_after_idle=60
     )
     try:
-        async with served.reading() as opened:  # the pool's one connection, opened
+        async with served.autocommit() as opened:  # the pool's one connection, opened
             await opened.execute("SELECT 1")
 
         async def begin() -> None:
@@ -134,7 +134,7 @@ async def test_a_transaction_cancelled_after_the_server_began_it_leaves_nothing_
 
         async with served.transaction() as after:
             await after.execute("INSERT INTO committed_mark VALUES (1)")
-        async with reading(engine) as conn:
+        async with autocommit(engine) as conn:
             marks = await conn.scalar(sa.text("SELECT count(*) FROM committed_mark"))
         assert marks == 1  # committed on its own, not inside the cancelled transaction
 
@@ -153,13 +153,13 @@ async def test_a_connection_given_back_inside_a_transaction_is_not_handed_out_so
 ):
     database = Database(url, size=1)
     try:
-        async with database.reading() as conn:
+        async with database.autocommit() as conn:
             if by_whose_account == "the server's":
                 await conn.execute("BEGIN")
             else:  # a transaction asyncpg still counts as its own: the next would be a savepoint
                 await conn.transaction().start()
                 await conn.execute("ROLLBACK")
-        async with database.reading() as conn:
+        async with database.autocommit() as conn:
             assert not conn.is_in_transaction()
             async with conn.transaction():  # a transaction of its own, not a savepoint
                 assert await conn.fetchval("SELECT now() = statement_timestamp()") is False
@@ -186,9 +186,9 @@ async def test_a_row_through_a_database_reads_as_through_sqlalchemy(engine, url)
             await insert.execute(conn, id=uuid.uuid4(), body=json.dumps({"a": [1, "b"]}))
             with pytest.raises(asyncpg.DataError, match=r"json\.dumps"):
                 await conn.execute("SELECT $1::jsonb", {"a": 1})  # JSON is bound as text
-        async with database.reading() as conn:
+        async with database.autocommit() as conn:
             row = await query.one(conn)
-        async with reading(engine) as conn:
+        async with autocommit(engine) as conn:
             expected = (await conn.execute(sa.select(things))).one()
         assert row._asdict() == expected._asdict()
         assert row.body == {"a": [1, "b"]}
@@ -202,9 +202,9 @@ async def test_an_error_on_a_connection_closed_under_it_is_an_outage(engine, url
     database = Database(url, size=1)
     try:
         with pytest.raises(ConnectionLost) as raised:
-            async with database.reading() as conn:
+            async with database.autocommit() as conn:
                 victim = await conn.fetchval("SELECT pg_backend_pid()")
-                async with reading(engine) as admin:
+                async with autocommit(engine) as admin:
                     ended = sa.select(sa.func.pg_terminate_backend(victim, 5000))
                     assert await admin.scalar(ended)
                 closed = lambda: database.pool.get_size() == 0  # noqa: E731
@@ -212,7 +212,7 @@ async def test_an_error_on_a_connection_closed_under_it_is_an_outage(engine, url
                 raise KeyError("an error of the work's own, on a connection that is gone")
         assert is_unavailable(raised.value)
         assert isinstance(raised.value.__cause__, KeyError)
-        async with database.reading() as conn:  # and the pool serves on
+        async with database.autocommit() as conn:  # and the pool serves on
             assert await conn.fetchval("SELECT pg_backend_pid()") != victim
     finally:
         await database.close()
@@ -246,7 +246,7 @@ async def test_a_database_that_hands_out_no_connection_is_an_outage(url):
     database = Database(url, size=1)
     await database.close()
     with pytest.raises(NoConnection) as closed:
-        async with database.reading():
+        async with database.autocommit():
             pass
     assert is_unavailable(closed.value)
 
@@ -254,7 +254,7 @@ async def test_a_database_that_hands_out_no_connection_is_an_outage(url):
     try:
         await pool.close()
         with pytest.raises(NoConnection) as closing:
-            async with database.reading():
+            async with database.autocommit():
                 pass
         assert is_unavailable(closing.value)
         assert isinstance(closing.value.__cause__, asyncpg.InterfaceError)
@@ -267,7 +267,7 @@ async def test_a_connection_setting_the_client_refuses_is_a_bug_not_an_outage(ur
     database = Database(url + "?sslmode=sometimes", size=1)
     try:
         with pytest.raises(asyncpg.exceptions.ClientConfigurationError) as raised:
-            async with database.reading():
+            async with database.autocommit():
                 pass
         assert not is_unavailable(raised.value)
     finally:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import AsyncpgStatement, OutsideTransaction, driver, make_engine, reading
+from shared.db import AsyncpgStatement, OutsideTransaction, autocommit, driver, make_engine
 from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.integration
@@ -60,7 +60,7 @@ async def test_a_transaction_is_begin_and_commit_around_its_statements(url):
 async def test_a_reading_connection_sends_no_begin_or_rollback(url):
     engine, wire = await engine_and_wire(url)
     try:
-        async with reading(engine) as conn:
+        async with autocommit(engine) as conn:
             assert await conn.scalar(sa.text("SELECT 40 + 2")) == 42
         assert wire.take() == []
         async with engine.begin() as conn:  # the connection is transactional again
@@ -233,7 +233,7 @@ async def test_a_row_through_asyncpg_reads_as_sqlalchemys_does(engine):
             {"id": uuid.uuid4(), "name": "one", "cents": 2**40, "body": {"a": [1, "b"]}},
         )
     query = sa.select(things).where(things.c.name == sa.bindparam("wanted"))
-    async with reading(engine) as conn:
+    async with autocommit(engine) as conn:
         expected = (await conn.execute(query, {"wanted": "one"})).one()
         row = await AsyncpgStatement(query).one(conn, wanted="one")
         assert row._mapping == row._asdict() == expected._asdict()

@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 
 import aio_pika
+import asyncpg
 import prometheus_client
 import pytest
 import sqlalchemy as sa
@@ -18,9 +19,17 @@ from yarl import URL
 
 from orders.messages import OrderCreated, PaymentRequested
 from shared.channels import Channel
+from shared.db import AsyncpgStatement, plain_url
 from shared.envelope import Envelope, decode, new_envelope
 from shared.kafka import KafkaBus
-from shared.outbox import add_to_outbox, notify_channel, outbox_table, owe_in_turn
+from shared.outbox import (
+    add_to_outbox,
+    in_turn,
+    notify_channel,
+    outbox_table,
+    owing,
+    owing_values,
+)
 from shared.outbox_relay import OutboxRelay
 from shared.rabbit import RabbitBus
 from shared.retry import RetryPolicy
@@ -356,8 +365,17 @@ async def drain(amqp_url: str, queue_name: str, *, count: int) -> list[Envelope]
     return received
 
 
-async def test_messages_owed_in_turn_are_each_caused_by_the_one_before(
-    engine: AsyncEngine, outbox: sa.Table
+def placing(outbox: sa.Table, owed: int) -> AsyncpgStatement:
+    """A business row and `owed` messages in one statement, as orders places an order."""
+    orders = outbox.metadata.tables[f"{outbox.schema}.orders"]
+    placed = sa.insert(orders).values(id=sa.bindparam("order_id", type_=sa.Text))
+    return AsyncpgStatement(
+        sa.select(sa.literal_column("1")).add_cte(placed.cte("placed")).add_cte(owing(outbox, owed))
+    )
+
+
+async def test_a_write_and_the_messages_it_owes_go_in_one_statement(
+    service_database, database, engine: AsyncEngine, outbox: sa.Table
 ):
     created = OrderCreated(
         order_id=uuid.uuid4(), user_id=uuid.uuid4(), total_cents=700, currency="EUR", items=[]
@@ -365,10 +383,23 @@ async def test_messages_owed_in_turn_are_each_caused_by_the_one_before(
     requested = PaymentRequested(
         order_id=created.order_id, user_id=created.user_id, amount_cents=700, currency="EUR"
     )
-    async with engine.begin() as conn:
-        first, second = await owe_in_turn(
-            conn, outbox, created, requested, correlation_id="request-7"
-        )
+    owed = in_turn(created, requested, correlation_id="request-7")
+    first, second = (o.envelope for o in owed)
+    woken = asyncio.Queue()
+    listener = await asyncpg.connect(plain_url(database.admin_url))
+    try:
+        await listener.add_listener(notify_channel(outbox), lambda *args: woken.put_nowait(args))
+        statement = placing(outbox, 2)
+        async with service_database.autocommit() as conn:
+            await statement.execute(conn, order_id="o-1", **owing_values(outbox, owed))
+            await asyncio.wait_for(woken.get(), 5)  # the relay's wake-up, once committed
+
+            # The same order again fails whole: not one of its messages is owed.
+            again = in_turn(created, requested, correlation_id="request-8")
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await statement.execute(conn, order_id="o-1", **owing_values(outbox, again))
+    finally:
+        await listener.close()
 
     rows = await outbox_rows(engine, outbox)
     assert [(r.message_id, r.broker, r.destination, r.type) for r in rows] == [

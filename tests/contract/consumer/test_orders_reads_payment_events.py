@@ -34,7 +34,7 @@ async def an_order(database, status: OrderStatus) -> None:
 
 
 async def the_order(database):
-    async with database.reading() as conn:
+    async with database.autocommit() as conn:
         return await db.fetch_order(conn, uuid.UUID(ORDER_ID))
 
 

@@ -50,6 +50,6 @@ async def test_user_deleted_cancels_the_users_open_orders(database_of):
 
     await deliver(wiring(), pact, database)
 
-    async with database.reading() as conn:
+    async with database.autocommit() as conn:
         assert (await db.fetch_order(conn, order.id)).status == OrderStatus.CANCELLED
     publish(pact)

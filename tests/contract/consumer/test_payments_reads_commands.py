@@ -26,7 +26,7 @@ def command(pact: Pact, type: str, data: dict) -> None:
 
 
 async def payment_of(database):
-    async with database.reading() as conn:
+    async with database.autocommit() as conn:
         return await db.payment_for_order(conn, uuid.UUID(ORDER_ID))
 
 

@@ -36,7 +36,7 @@ async def a_user(database, *, orders_paid: int = 0, spent: int = 0) -> None:
 
 
 async def stats(database) -> tuple[int, int]:
-    async with database.reading() as conn:
+    async with database.autocommit() as conn:
         user = await db.fetch_user(conn, uuid.UUID(USER_ID))
     return user.orders_paid, user.lifetime_spent_cents
 

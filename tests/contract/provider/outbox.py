@@ -32,11 +32,11 @@ async def last_owed(
     so a renamed field, type or routing key shows up here as what the consumer did not expect.
     """
     last = sa.select(sa.func.coalesce(sa.func.max(outbox.c.id), 0).label("id"))
-    async with database.reading() as conn:
+    async with database.autocommit() as conn:
         mark = (await AsyncpgStatement(last).one(conn)).id
     await scenario()
     query = sa.select(outbox).where(outbox.c.id > mark).order_by(outbox.c.id.desc()).limit(1)
-    async with database.reading() as conn:
+    async with database.autocommit() as conn:
         row = await AsyncpgStatement(query).first(conn)
     if row is None:
         raise LookupError(f"the scenario left nothing in {outbox.fullname}")

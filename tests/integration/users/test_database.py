@@ -38,7 +38,7 @@ async def one_connection(users_settings) -> AsyncIterator[Database]:
 
 
 async def backend_pid(database: Database) -> int:
-    async with database.reading() as conn:
+    async with database.autocommit() as conn:
         return await conn.fetchval("SELECT pg_backend_pid()")
 
 
@@ -91,7 +91,7 @@ async def test_a_foreign_key_violation_names_the_key(runtime):
     async with runtime.database.transaction() as conn:  # users has no foreign key: add one
         await conn.execute(NOTES)
 
-    async with runtime.database.reading() as conn:
+    async with runtime.database.autocommit() as conn:
         with pytest.raises(asyncpg.ForeignKeyViolationError) as raised:
             await conn.execute(
                 "INSERT INTO users.notes (user_id, text) VALUES ($1, 'orphan')", uuid.uuid4()
@@ -109,7 +109,7 @@ NOTES = """CREATE TABLE users.notes (
 
 
 async def test_a_not_null_violation_names_the_column(runtime):
-    async with runtime.database.reading() as conn:
+    async with runtime.database.autocommit() as conn:
         with pytest.raises(asyncpg.NotNullViolationError) as raised:
             await conn.execute(
                 "INSERT INTO users.users (id, email) VALUES ($1, 'n@x.io')", uuid.uuid4()
@@ -122,7 +122,7 @@ async def test_a_not_null_violation_names_the_column(runtime):
 async def test_check_violation_names_the_stats_constraint(runtime):
     async with runtime.database.transaction() as conn:
         user = await db.insert_user(conn, user_id=uuid.uuid4(), email="c@x.io", name="C")
-    async with runtime.database.reading() as conn:
+    async with runtime.database.autocommit() as conn:
         with pytest.raises(asyncpg.CheckViolationError) as raised:
             await conn.execute("UPDATE users.users SET orders_paid = -1 WHERE id = $1", user.id)
     assert raised.value.sqlstate == "23514"
@@ -131,7 +131,7 @@ async def test_check_violation_names_the_stats_constraint(runtime):
 
 async def test_statement_timeout_surfaces_as_a_clear_error(runtime):
     # The runtime's database was built from db_statement_timeout_ms=300.
-    async with runtime.database.reading() as conn:
+    async with runtime.database.autocommit() as conn:
         with pytest.raises(asyncpg.QueryCanceledError) as raised:
             await conn.execute("SELECT pg_sleep(5)")
     assert "canceling statement due to statement timeout" in str(raised.value)
@@ -189,7 +189,7 @@ async def test_a_connection_the_server_closed_is_replaced_before_use(users_setti
     # a connection the server closed (restart, terminate), and no transaction fails for it.
     database = Database(users_settings().database_url, size=1, ping_after_idle=60)
     try:
-        async with database.reading() as conn:
+        async with database.autocommit() as conn:
             victim = await conn.fetchval("SELECT pg_backend_pid()")
         async with admin.connect() as conn:
             assert await conn.scalar(sa.select(sa.func.pg_terminate_backend(victim, 5000)))

@@ -106,7 +106,7 @@ async def test_a_statement_past_its_timeout_is_503(start_users, admin):
 
 async def test_a_request_that_waits_past_the_pool_timeout_is_503(start_users, admin):
     users = await start_users(db_pool_size=1, db_pool_timeout=0.5)
-    async with users.runtime.database.reading() as held:
+    async with users.runtime.database.autocommit() as held:
         # The pool's only connection, checked out until the requests have been answered: each
         # waits `db_pool_timeout` for it, far less than the bound here, then gives up.
         await held.execute("SELECT 1")
