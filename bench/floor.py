@@ -138,17 +138,16 @@ async def http(orders: int, concurrency: int) -> dict:
 
 
 # The database part. The services' own tables are copied into scratch schemas, and each
-# transaction below repeats, in plain SQL on asyncpg, the statements of one step of an order
+# step below repeats, in plain SQL on asyncpg, the statements of one step of an order
 # (services/*/db.py and handlers.py, shared/inbox.py, shared/outbox.py): the same round trips.
 ORDERS, PAYMENTS, USERS = "floor_orders", "floor_payments", "floor_users"
 RELAY_BATCH = 100  # the relay's default batch
 SQL = {
     "fetch_user": f"SELECT * FROM {USERS}.users WHERE id = $1",
     "find_key": f"SELECT * FROM {ORDERS}.idempotency_keys WHERE key = $1",
-    # The order, its history line and its idempotency key, in one statement
-    # (services/orders/db.py, `_with_line`).
-    # the order with its history line, its key, order.created and payment.requested, and the
-    # relay's wake-up: one statement, no transaction (orders/db.py, `insert_order`)
+    # The order, its history line, its idempotency key, order.created and payment.requested,
+    # and the relay's wake-up: one statement, no transaction (services/orders/db.py,
+    # `insert_order`).
     "insert_order": f"WITH changed AS (INSERT INTO {ORDERS}.orders (id, user_id, status, "
     "total_cents, currency, items) VALUES ($1, $2, 'pending_payment', $3, 'EUR', $4::jsonb) "
     f"RETURNING *), line AS (INSERT INTO {ORDERS}.order_history (order_id, to_status, event, "

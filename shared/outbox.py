@@ -1,4 +1,5 @@
-"""Transactional outbox: the messages a service owes, written in its business transaction.
+"""Transactional outbox: the messages a service owes, written in its business transaction (or
+in the same statement as its business write).
 
 The relay that publishes them lives in `shared.outbox_relay`.
 """
@@ -36,7 +37,7 @@ _JSON = {"payload", "headers"}
 
 
 class Owed(NamedTuple):
-    """A message owed, as its envelope and the channel it goes to."""
+    """A message owed: the channel it goes to, and its envelope."""
 
     channel: Channel
     envelope: Envelope
@@ -129,9 +130,10 @@ def in_turn(first: Produced, *then: Produced, correlation_id: str | None = None)
 
 
 @functools.cache
-def owing(table: sa.Table, rows: int) -> sa.CTE:
-    """The insert of `rows` rows of the outbox, with the relay's wake-up, as a part of another
-    statement (`add_cte`); `owing_values` gives its parameters.
+def owing(table: sa.Table, count: int) -> sa.CTE:
+    """The insert of `count` messages into the outbox, with the relay's wake-up, as a part of
+    another statement (`add_cte`); `owing_values` gives its parameters (an `AsyncpgStatement`
+    refuses values it has no place for, so a count that does not match fails loudly).
 
     So a request's own writes and the messages it owes can be one statement: Postgres runs a
     lone statement in a transaction of its own, all of it or none, so it needs no BEGIN and
@@ -139,7 +141,7 @@ def owing(table: sa.Table, rows: int) -> sa.CTE:
     """
     written = [sa.column(column, sa.Text) for column in _WRITTEN]
     given = sa.values(*written, name="given").data(
-        [tuple(_text(f"owed_{row}_{column}") for column in _WRITTEN) for row in range(rows)]
+        [tuple(_text(f"owed_{row}_{column}") for column in _WRITTEN) for row in range(count)]
     )
     # JSON comes as text, as everywhere the services write it, and Postgres casts it.
     values = [sa.cast(c, JSONB) if c.name in _JSON else c for c in given.c]
@@ -149,7 +151,8 @@ def owing(table: sa.Table, rows: int) -> sa.CTE:
 
 
 def owing_values(table: sa.Table, owed: Sequence[Owed]) -> dict[str, object]:
-    """The parameters of `owing(table, len(owed))` for these messages (none for none)."""
+    """The parameters of `owing(table, len(owed))` for these messages: as `add_to_outbox`
+    writes them, keyed by the envelope's subject, with the current trace context as headers."""
     if not owed:
         return {}
     headers_text = json.dumps(trace_headers())
@@ -181,7 +184,9 @@ async def _add(
     await connection.execute(_insert(table, len(owed)), *values, notify_channel(table))
 
 
-def _row(channel: Channel, envelope: Envelope, key: str | None, headers_text: str) -> tuple:
+def _row(
+    channel: Channel, envelope: Envelope, key: str | None, headers_text: str
+) -> tuple[object, ...]:
     """A row's values, in the order of `_WRITTEN`; jsonb as JSON text, as the connections'
     codec takes it (shared.db)."""
     return (

@@ -135,7 +135,7 @@ async def create_order(
         raise HTTPException(409, "Idempotency-Key already used with a different request") from exc
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    # Built after the commit (place_order owns its transaction): should it fail, a retry with
+    # Built after the commit (place_order commits before it returns): should it fail, a retry with
     # the same Idempotency-Key answers the order stored.
     return OrderOut.of(row)
 

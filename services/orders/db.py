@@ -42,7 +42,7 @@ orders = sa.Table(
     _timestamp("updated_at"),
 )
 
-# One row per key, written in the order's transaction: a concurrent twin blocks on the key
+# One row per key, written in the order's statement: a concurrent twin blocks on the key
 # until the first commits, then fails, so one key never yields two orders.
 idempotency_keys = sa.Table(
     "idempotency_keys",
@@ -102,13 +102,13 @@ def _bound(*names: str) -> dict[str, sa.BindParameter]:
 
 
 def _with_line(
-    change: sa.Insert | sa.Update, *, key: bool = False, owed: int = 0
+    change: sa.Insert | sa.Update, *, key: bool = False, messages: int = 0
 ) -> AsyncpgStatement:
     """`change` to an order, and the history line saying so, in one statement: a round trip
     less than writing the line apart. `change` returns the order's columns; the line takes the
     order and its new status from them, and the rest from a `HistoryLine`'s parameters. With
-    `key`, the request's idempotency key too (parameters `key`, `request_hash`); with `owed`,
-    that many messages into the outbox (`shared.outbox.owing`)."""
+    `key`, the request's idempotency key too (parameters `key`, `request_hash`); with
+    `messages`, that many messages into the outbox (`shared.outbox.owing`)."""
     changed = change.cte("changed")
     line_values = [sa.bindparam(name, type_=sa.Text) for name in HistoryLine._fields]
     line = sa.insert(order_history).from_select(
@@ -122,8 +122,8 @@ def _with_line(
             ["key", "request_hash", "order_id"], sa.select(*given, changed.c.id)
         )
         statement = statement.add_cte(remembered.cte("remembered"))
-    if owed:
-        statement = statement.add_cte(owing(outbox, owed))
+    if messages:
+        statement = statement.add_cte(owing(outbox, messages))
     return AsyncpgStatement(statement)
 
 
@@ -138,9 +138,9 @@ _NEW_ORDER = (
 
 
 @functools.cache
-def _insert_order(key: bool, owed: int) -> AsyncpgStatement:
+def _insert_order(key: bool, messages: int) -> AsyncpgStatement:
     """The insert of an order, with or without a key, owing this many messages, built once."""
-    return _with_line(_NEW_ORDER, key=key, owed=owed)
+    return _with_line(_NEW_ORDER, key=key, messages=messages)
 
 
 _UPDATE_ORDER = (

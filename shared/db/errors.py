@@ -36,8 +36,8 @@ def broken_rule(error: BaseException) -> Literal["conflict", "invalid"] | None:
 
 def is_unavailable(error: BaseException) -> bool:
     """The database cannot serve now (down, starting or shutting down, connection cut, every
-    connection slot taken, pool exhausted): nothing was committed, and the same work succeeds
-    once that is over."""
+    connection slot taken, pool exhausted): the same work succeeds once that is over (work that
+    may have committed before a connection was cut is idempotent: inbox, idempotency keys)."""
     if isinstance(_driver_error(error), ValueError):
         # asyncpg's client-side DataError, a value it cannot encode for its parameter, is an
         # InterfaceError too (and SQLAlchemy wraps it as one): a bug of ours, never an outage.

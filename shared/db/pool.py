@@ -130,8 +130,9 @@ class Database:
             lost = isinstance(error, Exception) and _gone(conn)
             await self._give_back(pool, conn)  # the error in flight says more than its own
             if lost and not is_unavailable(error):
-                # Whatever the statement's error, the connection is gone with its transaction:
-                # nothing was committed, and the same work passes on another connection.
+                # Whatever the statement's error, the connection is gone with its transaction,
+                # and the same work passes on another connection. (A statement or COMMIT whose
+                # answer was lost may have committed: work tried again is idempotent here.)
                 raise ConnectionLost(f"the connection closed: {error!r}") from error
             raise
         await self._give_back(pool, conn)  # the work is done: committed, if a transaction
@@ -192,9 +193,10 @@ class NoConnection(ConnectionError):
 
 
 class ConnectionLost(ConnectionError):
-    """A connection closed under a statement (the server ended it, a protocol error): nothing of
-    its transaction was committed. As a connection error, it makes the work wait and try again
-    (`is_unavailable`)."""
+    """A connection closed under a statement (the server ended it, a protocol error): its open
+    transaction is gone, though a statement or COMMIT whose answer was lost may have committed
+    (the inbox and idempotency keys make a second try harmless). As a connection error, it makes
+    the work wait and try again (`is_unavailable`)."""
 
 
 class _PooledConnection(asyncpg.Connection):

@@ -75,7 +75,8 @@ class AsyncpgStatement:
     instead is refused when compiling: converting values either way (JSON, enums, arrays),
     expanding IN lists, Python-side defaults, values computed by a callable. So a row comes back
     with the values SQLAlchemy would give, read the same way (`Row`). A parameter left out is
-    an error, as through SQLAlchemy. The errors are asyncpg's own (`shared.db.errors` reads
+    an error, as through SQLAlchemy, and so is one the statement has no place for (a value that
+    would silently go nowhere). The errors are asyncpg's own (`shared.db.errors` reads
     them; `except sa.exc...` does not).
     """
 
@@ -129,6 +130,8 @@ class AsyncpgStatement:
             raise TypeError(f"with {names}, SQLAlchemy would have work to do at each call")
         if missing := [n for n in compiled.positiontup if n not in names and binds[n].required]:
             raise TypeError(f"a value is required for {missing}")
+        if unused := [n for n in names if n not in compiled.positiontup]:
+            raise TypeError(f"the statement has no parameter {unused}")
         # The statement's own values (a 0 in a comparison, say) stand where no parameter does.
         return compiled.string, [(n, binds[n].effective_value) for n in compiled.positiontup]
 

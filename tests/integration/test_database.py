@@ -78,7 +78,7 @@ async def test_a_failed_transaction_is_rolled_back_and_the_connection_serves_on(
         await database.close()
 
 
-async def test_a_reading_connection_sends_no_begin_or_rollback(url):
+async def test_an_autocommit_connection_sends_no_begin_or_rollback(url):
     database, wire = await watched(url)
     try:
         async with database.autocommit() as conn:

@@ -57,7 +57,7 @@ async def test_a_transaction_is_begin_and_commit_around_its_statements(url):
         await engine.dispose()
 
 
-async def test_a_reading_connection_sends_no_begin_or_rollback(url):
+async def test_an_autocommit_connection_sends_no_begin_or_rollback(url):
     engine, wire = await engine_and_wire(url)
     try:
         async with autocommit(engine) as conn:

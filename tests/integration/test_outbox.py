@@ -365,13 +365,14 @@ async def drain(amqp_url: str, queue_name: str, *, count: int) -> list[Envelope]
     return received
 
 
-def placing(outbox: sa.Table, owed: int) -> AsyncpgStatement:
-    """A business row and `owed` messages in one statement, as orders places an order."""
+def placing(outbox: sa.Table, count: int) -> AsyncpgStatement:
+    """A business row and `count` messages in one statement, as orders places an order. The row
+    is written from the outbox's rows, so they are in before a clash on the row fails it."""
     orders = outbox.metadata.tables[f"{outbox.schema}.orders"]
-    placed = sa.insert(orders).values(id=sa.bindparam("order_id", type_=sa.Text))
-    return AsyncpgStatement(
-        sa.select(sa.literal_column("1")).add_cte(placed.cte("placed")).add_cte(owing(outbox, owed))
-    )
+    owed = owing(outbox, count)
+    order_id = sa.select(sa.bindparam("order_id", type_=sa.Text)).select_from(owed).limit(1)
+    placed = sa.insert(orders).from_select(["id"], order_id)
+    return AsyncpgStatement(sa.select(sa.literal_column("1")).add_cte(placed.cte("placed")))
 
 
 async def test_a_write_and_the_messages_it_owes_go_in_one_statement(
@@ -388,16 +389,21 @@ async def test_a_write_and_the_messages_it_owes_go_in_one_statement(
     woken = asyncio.Queue()
     listener = await asyncpg.connect(plain_url(database.admin_url))
     try:
-        await listener.add_listener(notify_channel(outbox), lambda *args: woken.put_nowait(args))
+        channel = notify_channel(outbox)
+        await listener.add_listener(channel, lambda *args: woken.put_nowait(args[3]))
         statement = placing(outbox, 2)
         async with service_database.autocommit() as conn:
             await statement.execute(conn, order_id="o-1", **owing_values(outbox, owed))
-            await asyncio.wait_for(woken.get(), 5)  # the relay's wake-up, once committed
+            assert await asyncio.wait_for(woken.get(), 5) == ""  # the wake-up, once committed
 
-            # The same order again fails whole: not one of its messages is owed.
+            # The same order again fails whole: not one of its messages is owed, and the relay
+            # is not woken (the marker, sent after it, is the next notification).
             again = in_turn(created, requested, correlation_id="request-8")
             with pytest.raises(asyncpg.UniqueViolationError):
                 await statement.execute(conn, order_id="o-1", **owing_values(outbox, again))
+            await conn.execute("SELECT pg_notify($1, 'marker')", channel)
+            assert await asyncio.wait_for(woken.get(), 5) == "marker"
+            assert woken.empty()  # two rows, one wake-up: identical notifications fold into one
     finally:
         await listener.close()
 

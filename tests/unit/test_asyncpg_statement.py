@@ -59,6 +59,12 @@ def test_a_parameter_left_out_is_an_error_not_a_null():
         statement._bound({})
 
 
+def test_a_parameter_the_statement_has_no_place_for_is_an_error_not_dropped():
+    statement = AsyncpgStatement(sa.delete(things).where(things.c.id == sa.bindparam("target")))
+    with pytest.raises(TypeError, match="the statement has no parameter \\['tagret'\\]"):
+        statement._bound({"target": uuid.uuid4(), "tagret": "typo"})
+
+
 def test_each_set_of_names_has_its_own_sql():
     statement = AsyncpgStatement(sa.insert(things).inline().values(tag="x"))
     short, _ = statement._bound({"id": uuid.uuid4(), "count": 1})
