@@ -33,7 +33,6 @@ _WRITTEN = (
     "payload",
     "headers",
 )
-_JSON = {"payload", "headers"}
 
 
 class Owed(NamedTuple):
@@ -143,8 +142,9 @@ def owing(table: sa.Table, count: int) -> sa.CTE:
     given = sa.values(*written, name="given").data(
         [tuple(_text(f"owed_{row}_{column}") for column in _WRITTEN) for row in range(count)]
     )
-    # JSON comes as text, as everywhere the services write it, and Postgres casts it.
-    values = [sa.cast(c, JSONB) if c.name in _JSON else c for c in given.c]
+    # Every value comes as text (JSON too, as everywhere the services write it), and Postgres
+    # casts each to its column's type.
+    values = [sa.cast(c, table.c[c.name].type) for c in given.c]
     wake = sa.func.pg_notify(_text("owed_channel"), sa.literal_column("''"))
     insert = sa.insert(table).from_select(_WRITTEN, sa.select(*values))
     return insert.returning(wake).cte("owed")
