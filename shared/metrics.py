@@ -8,6 +8,11 @@ MESSAGES_PUBLISHED = Counter(
 MESSAGES_CONSUMED = Counter(
     "switchyard_messages_consumed_total", "Messages handled and acknowledged", ["broker", "channel"]
 )
+MESSAGES_SKIPPED = Counter(
+    "switchyard_messages_skipped_total",
+    "Records committed unread: their type has no handler in this consumer",
+    ["broker", "channel"],
+)
 MESSAGES_RETRIED = Counter(
     "switchyard_messages_retried_total",
     "Messages scheduled for another attempt",

@@ -95,8 +95,9 @@ class Runtime:
             self.consumers.append(consumer)
         for sub in w.kafka:
             dispatcher = Dispatcher(sub.group, sub.handlers, self.database, w.inbox)
+            reads = sub.handlers.keys()  # records of other types are committed unread
             consumer = await self.kafka.consume(
-                [sub.topic], sub.group, dispatcher, retry=self.kafka_retry
+                [sub.topic], sub.group, dispatcher, retry=self.kafka_retry, types=reads
             )
             self.consumers.append(consumer)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -117,9 +117,11 @@ class KafkaBus(Lifecycle):
         receiver: Receiver,
         *,
         retry: RetryPolicy,
+        types: Collection[str] | None = None,
     ) -> KafkaConsumer:
-        """Join `group` on logical `topics` and start handing records to `receiver`; it
-        dead-letters through this bus's producer. The caller stops it."""
+        """Join `group` on logical `topics` and start handing records to `receiver`, those of
+        `types` only when given (the rest are committed unread); it dead-letters through this
+        bus's producer. The caller stops it."""
         consumer = KafkaConsumer(
             self.bootstrap,
             topics,
@@ -130,6 +132,7 @@ class KafkaBus(Lifecycle):
             client_id=self.client_id,
             prefix=self.prefix,
             timings=self.group_timings,
+            types=types,
         )
         await consumer.start()
         return consumer

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager, suppress
 
 import structlog
@@ -22,6 +22,7 @@ from shared.metrics import (
     MESSAGES_CONSUMED,
     MESSAGES_DEAD_LETTERED,
     MESSAGES_RETRIED,
+    MESSAGES_SKIPPED,
 )
 from shared.retry import RetryPolicy
 from shared.supervision import Progress
@@ -37,6 +38,11 @@ class KafkaConsumer:
 
     Topics and the group are logical names; `prefix` makes them the broker's. Dead letters go
     out through `dead_letters`, the process's one producer.
+
+    `types` are the event types `receiver` reads (None: all). A topic carries more types than
+    any one group reads, and a record whose `ce_type` header names another type is committed
+    unread: decoding it, and the span and metrics of handling it, would cost as much as a
+    transaction, only for the receiver to ignore it. A record without the header is read.
     """
 
     broker = "kafka"
@@ -54,6 +60,7 @@ class KafkaConsumer:
         prefix: str = "",
         timings: GroupTimings = GroupTimings(),
         max_records: int = 100,
+        types: Collection[str] | None = None,
     ) -> None:
         self._bootstrap, self._client_id, self._timings = bootstrap, client_id, timings
         self._prefix = prefix
@@ -63,6 +70,7 @@ class KafkaConsumer:
         self._retry = retry
         self._dead_letters = dead_letters
         self._max_records = max_records
+        self._types = None if types is None else frozenset(t.encode() for t in types)
         self.assigned = asyncio.Event()  # set while this member holds an assignment
         self.partitions: frozenset[TopicPartition] = frozenset()
         self._consumer: AIOKafkaConsumer | None = None
@@ -255,6 +263,9 @@ class KafkaConsumer:
     async def _handle(self, record: ConsumerRecord) -> bool:
         """Run the receiver with retries; False if a stop or rebalance cut the retries short."""
         channel = record.topic.removeprefix(self._prefix)
+        if not self._reads(record):
+            MESSAGES_SKIPPED.labels(broker="kafka", channel=channel).inc()
+            return True
         try:
             envelope = decode(record.value or b"")
         except MalformedMessage as exc:
@@ -290,6 +301,14 @@ class KafkaConsumer:
                 else:
                     MESSAGES_CONSUMED.labels(broker="kafka", channel=channel).inc()
                     return True
+
+    def _reads(self, record: ConsumerRecord) -> bool:
+        """False for a record whose `ce_type` header names a type the receiver does not read."""
+        if self._types is not None:
+            for name, value in record.headers:
+                if name == "ce_type":
+                    return value in self._types
+        return True
 
     def _span(
         self, record: ConsumerRecord, channel: str, envelope: Envelope, attempt: int

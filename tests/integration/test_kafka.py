@@ -44,8 +44,8 @@ async def start_member(bus: KafkaBus) -> AsyncIterator[StartMember]:
     """Start a group member and wait for its assignment; every one is stopped afterwards."""
     members: list[KafkaConsumer] = []
 
-    async def start(topic: str, group: str, handler, retry: RetryPolicy = QUICK_RETRY):
-        member = await bus.consume([topic], group, handler, retry=retry)
+    async def start(topic: str, group: str, handler, retry: RetryPolicy = QUICK_RETRY, **options):
+        member = await bus.consume([topic], group, handler, retry=retry, **options)
         members.append(member)
         await member.wait_assigned()
         return member
@@ -303,6 +303,31 @@ async def test_poison_record_is_dead_lettered_at_once(bus, start_member, names, 
     headers = header_map(parked)
     assert (headers["x-error-type"], headers["x-attempts"]) == ("MalformedMessage", "1")
     assert headers["x-original-offset"] == "0"
+
+
+async def test_records_of_types_the_group_does_not_read_are_committed_unread(
+    bus, start_member, names
+):
+    await bus.ensure_topics({"orders.events": 1})
+    handled: list[str] = []
+
+    async def handle(envelope: Envelope) -> None:
+        handled.append(envelope.id)
+
+    await start_member("orders.events", "users", handle, types={"order.paid"})
+    topic = names + "orders.events"
+    skipped_before = metric("switchyard_messages_skipped_total")
+    # Not even decoded: a body no one could read is left to the groups that read its type.
+    await bus.producer.send(topic, b"not json at all", key=b"order-1",
+                            headers=[("ce_type", b"order.created")])  # fmt: skip
+    await bus.publish(ORDERS, order_event("order-1"))  # an order.created envelope
+    paid = order_event("order-1").model_copy(update={"type": "order.paid"})
+    await bus.publish(ORDERS, paid)
+
+    await eventually(lambda: _committed_is(bus, names + "users", topic, [3]))
+    assert handled == [paid.id]
+    assert metric("switchyard_messages_skipped_total") - skipped_before == 2
+    assert await record_count(bus.bootstrap, topic + ".dlt", partitions=1) == 0
 
 
 async def test_graceful_stop_finishes_and_commits_the_record_in_flight(bus, start_member, names):
