@@ -8,9 +8,9 @@ MESSAGES_PUBLISHED = Counter(
 MESSAGES_CONSUMED = Counter(
     "switchyard_messages_consumed_total", "Messages handled and acknowledged", ["broker", "channel"]
 )
-MESSAGES_SKIPPED = Counter(
-    "switchyard_messages_skipped_total",
-    "Records committed unread: their type has no handler in this consumer",
+MESSAGES_UNREAD = Counter(
+    "switchyard_messages_unread_total",
+    "Records committed unread: their ce_type has no handler in this consumer group",
     ["broker", "channel"],
 )
 MESSAGES_RETRIED = Counter(

@@ -88,7 +88,7 @@ async def on_order_refunded(conn: Connection, envelope: Envelope) -> None:
     await _count(conn, envelope, refunded.user_id, -1, -refunded.total_cents)
 
 
-# Every event users consumes, and what it does with it; other types on the topic are ignored.
+# Every event users consumes, and what it does with it; other types on the topic go unread.
 ORDERS_EVENT_HANDLERS: dict[str, Handler] = {
     "order.paid": on_order_paid,
     "order.refunded": on_order_refunded,
