@@ -167,22 +167,28 @@ SQL = {
     "record_settled_webhook": f"INSERT INTO {PAYMENTS}.webhooks (webhook_id, type, order_id, "
     "body, state, processed_at) VALUES ($1, 'payment.succeeded', $2, $3, 'applied', now()) "
     "ON CONFLICT (webhook_id) DO NOTHING RETURNING webhook_id",
-    "update_payment": f"UPDATE {PAYMENTS}.payments SET status = 'succeeded', "
-    "provider_payment_id = $2, updated_at = now() WHERE id = $1 RETURNING *",
+    # The payment updated, with payment.succeeded and the relay's wake-up (services/payments/
+    # db.py, `update_payment`).
+    "update_payment": f"WITH changed AS (UPDATE {PAYMENTS}.payments SET status = 'succeeded', "
+    "provider_payment_id = $2, updated_at = now() WHERE id = $1 RETURNING *), owed AS (INSERT "
+    f"INTO {PAYMENTS}.outbox (message_id, broker, destination, routing_key, key, type, payload) "
+    "VALUES ($3, 'rabbit', 'payments.events', 'payment.succeeded', $2, 'payment.succeeded', "
+    f"$4::jsonb) RETURNING pg_notify('outbox:{PAYMENTS}', '')) SELECT * FROM changed",
     "order_for_update": f"SELECT * FROM {ORDERS}.orders WHERE id = $1 FOR UPDATE",
+    # The order updated, with its history line, order.paid and the relay's wake-up
+    # (services/orders/db.py, `update_order`).
     "update_order": f"WITH changed AS (UPDATE {ORDERS}.orders SET status = 'paid', "
     "payment_id = $2, updated_at = now() WHERE id = $1 RETURNING *), line AS (INSERT INTO "
     f"{ORDERS}.order_history (order_id, to_status, event, message_id, from_status, outcome) "
-    "SELECT id, status, 'payment.succeeded', $2, 'pending_payment', 'applied' FROM changed) "
-    "SELECT * FROM changed",
+    "SELECT id, status, 'payment.succeeded', $2, 'pending_payment', 'applied' FROM changed), "
+    f"owed AS (INSERT INTO {ORDERS}.outbox (message_id, broker, destination, routing_key, key, "
+    "type, payload) VALUES ($3, 'kafka', 'orders.events', NULL, $2, 'order.paid', $4::jsonb) "
+    f"RETURNING pg_notify('outbox:{ORDERS}', '')) SELECT * FROM changed",
     "add_to_stats": f"UPDATE {USERS}.users SET orders_paid = orders_paid + 1, "
     "lifetime_spent_cents = lifetime_spent_cents + $2, updated_at = now() WHERE id = $1 "
     "AND orders_paid + 1 >= 0 AND lifetime_spent_cents + $2 >= 0 RETURNING id",
 }
-# Per schema: shared/outbox.py's owe (NOTIFY in the same round trip), shared/inbox.py's record,
-# and the relay's claim and mark (shared/outbox_relay.py).
-OWE = ("INSERT INTO {s}.outbox (message_id, broker, destination, routing_key, key, type, "
-       "payload) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING pg_notify('outbox:{s}', '')")  # fmt: skip
+# Per schema: shared/inbox.py's record, and the relay's claim and mark (shared/outbox_relay.py).
 INBOX = ("INSERT INTO {s}.inbox (consumer, message_id, type) VALUES ($1, $2, $3) "
          "ON CONFLICT (consumer, message_id) DO NOTHING RETURNING message_id")  # fmt: skip
 CLAIM = ("SELECT * FROM {s}.outbox WHERE sent_at IS NULL AND broker = ANY($1::text[]) "
@@ -219,11 +225,6 @@ async def _one_order(pool: asyncpg.Pool, user_id: uuid.UUID) -> None:
     order_id, key, total = uuid.uuid4(), str(uuid.uuid4()), 1497
     oid = str(order_id)
 
-    async def owe(conn, schema: str, broker: str, destination: str, kind: str) -> None:
-        routing_key = kind if broker == "rabbit" else None
-        args = (str(uuid.uuid4()), broker, destination, routing_key, oid, kind, BODY)
-        await conn.fetchval(OWE.format(s=schema), *args)
-
     async def inbox(conn, schema: str, consumer: str, kind: str) -> None:
         await conn.fetchval(INBOX.format(s=schema), consumer, str(uuid.uuid4()), kind)
 
@@ -242,20 +243,18 @@ async def _one_order(pool: asyncpg.Pool, user_id: uuid.UUID) -> None:
             await conn.fetchrow(SQL["insert_payment"], uuid.uuid4(), order_id, user_id, total, oid)
             await conn.fetch(SQL["pending_webhooks"], order_id)
         # payments takes the provider's webhook: lock, the payment, the webhook stored settled,
-        # the payment updated, payment.succeeded
+        # the payment updated with payment.succeeded
         async with conn.transaction():
             await conn.fetchval(SQL["lock_order"], oid)
             payment = await conn.fetchrow(SQL["payment_for_order"], order_id)
             await conn.fetchval(SQL["record_settled_webhook"], str(uuid.uuid4()), order_id, BODY)
-            await conn.fetchrow(SQL["update_payment"], payment["id"], oid)
-            await owe(conn, PAYMENTS, "rabbit", "payments.events", "payment.succeeded")
+            await conn.fetchrow(SQL["update_payment"], payment["id"], oid, str(uuid.uuid4()), BODY)
         # orders takes payment.succeeded: inbox, the order locked, updated with its history
-        # line, order.paid
+        # line and order.paid
         async with conn.transaction():
             await inbox(conn, ORDERS, "orders", "payment.succeeded")
             await conn.fetchrow(SQL["order_for_update"], order_id)
-            await conn.fetchrow(SQL["update_order"], order_id, oid)
-            await owe(conn, ORDERS, "kafka", "orders.events", "order.paid")
+            await conn.fetchrow(SQL["update_order"], order_id, oid, str(uuid.uuid4()), BODY)
         # users takes order.paid: inbox, the stats added in one guarded statement
         async with conn.transaction():
             await inbox(conn, USERS, "users", "order.paid")

@@ -107,22 +107,36 @@ async def owe(
     causation_id: str | None = None,
 ) -> Envelope:
     """Owe `message`: its envelope goes into the outbox in the caller's transaction (the relay
-    publishes it once that commits). Returns the envelope, so what it causes can name it."""
-    envelope = message.envelope(
-        caused_by=caused_by, correlation_id=correlation_id, causation_id=causation_id
+    publishes it once that commits). Returns the envelope, so what it causes can name it.
+
+    Where the write that owes it is one statement, `in_turn` and `owing` add the message to
+    that statement instead: a round trip less.
+    """
+    [(channel, envelope)] = in_turn(
+        message, caused_by=caused_by, correlation_id=correlation_id, causation_id=causation_id
     )
-    await add_to_outbox(conn, table, message.CHANNEL, envelope)
+    await add_to_outbox(conn, table, channel, envelope)
     return envelope
 
 
-def in_turn(first: Produced, *then: Produced, correlation_id: str | None = None) -> list[Owed]:
+def in_turn(
+    first: Produced,
+    *then: Produced,
+    caused_by: Envelope | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+) -> list[Owed]:
     """`first`, and each of `then` caused by the message before it, as envelopes on their
     channels, to owe in one statement (`owing`).
 
-    For messages a request owes (`correlation_id`); a consumer owes what a message causes
-    with `owe(..., caused_by=)`.
+    `first` continues `correlation_id` (a request's), or the correlation of `caused_by` (the
+    message being handled); `causation_id` names a cause that is not a message (a webhook).
     """
-    envelopes = [first.envelope(correlation_id=correlation_id)]
+    envelopes = [
+        first.envelope(
+            caused_by=caused_by, correlation_id=correlation_id, causation_id=causation_id
+        )
+    ]
     for message in then:
         envelopes.append(message.envelope(caused_by=envelopes[-1]))
     return [Owed(m.CHANNEL, e) for m, e in zip([first, *then], envelopes, strict=True)]

@@ -152,12 +152,15 @@ _UPDATE_ORDER = (
 
 
 @functools.cache
-def _update_order(changed: frozenset[str], refund_requested: bool) -> AsyncpgStatement:
-    """The update of these columns (and the moment a refund was asked for), built once."""
+def _update_order(
+    changed: frozenset[str], refund_requested: bool, messages: int
+) -> AsyncpgStatement:
+    """The update of these columns (and the moment a refund was asked for), owing this many
+    messages, built once."""
     update = _UPDATE_ORDER.values(**_bound(*sorted(changed)))
     if refund_requested:
         update = update.values(refund_requested_at=sa.func.now())
-    return _with_line(update)
+    return _with_line(update, messages=messages)
 
 
 _KEY = AsyncpgStatement(
@@ -183,12 +186,15 @@ async def fetch_order(conn: Connection, order_id: uuid.UUID, *, lock: bool = Fal
 
 async def update_order(
     conn: Connection, order_id: uuid.UUID, line: HistoryLine, *, refund_requested: bool = False,
-    **changes,
+    owed: Sequence[Owed] = (), **changes,
 ) -> Row:  # fmt: skip
     """Write `changes` (and the moment a refund was asked for) with the history line of the
-    move; returns the order as it is now."""
-    statement = _update_order(frozenset(changes), refund_requested)
-    return await statement.one(conn, **changes, **line._asdict(), target_id=order_id)
+    move and the messages it owes (`shared.outbox.in_turn`), in one statement; returns the
+    order as it is now."""
+    statement = _update_order(frozenset(changes), refund_requested, len(owed))
+    return await statement.one(
+        conn, **changes, **line._asdict(), target_id=order_id, **owing_values(outbox, owed)
+    )
 
 
 async def list_orders(conn: Connection, user_id: uuid.UUID | None, *, offset: int, limit: int):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
+from types import SimpleNamespace
 from typing import Protocol
 
 import structlog
@@ -45,7 +46,7 @@ from orders.messages import (
 from shared.db import Connection, Database, Row
 from shared.envelope import Envelope
 from shared.handlers import Handler
-from shared.outbox import in_turn, owe
+from shared.outbox import in_turn
 
 log = structlog.get_logger(__name__)
 
@@ -140,21 +141,24 @@ async def _happened(
         event=event.trigger, outcome=decision.outcome, message_id=message_id, from_status=before
     )
     if decision.writes:
-        order = await db.update_order(conn, order_id, line, status=decision.status,
+        # What the move owes goes into the outbox with the move's own statement.
+        owed = []
+        if decision.owes is not None:
+            moved = SimpleNamespace(**{**order._asdict(), **decision.changes})
+            message = _message(decision.owes, moved)
+            owed = in_turn(message, caused_by=caused_by, correlation_id=correlation_id)
+        order = await db.update_order(conn, order_id, line, status=decision.status, owed=owed,
                                       **decision.changes)  # fmt: skip
     else:
         await db.record(conn, order_id, **line._asdict(), to_status=decision.status)
     log_line = log.warning if decision.outcome is Outcome.IGNORED else log.info
     log_line(f"order event {decision.outcome}", order_id=str(order_id), trigger=str(event.trigger),
              message_id=message_id, status=before, new_status=decision.status)  # fmt: skip
-    if decision.owes is not None:
-        message = _message(decision.owes, order)
-        await owe(conn, db.outbox, message, caused_by=caused_by, correlation_id=correlation_id)
     return order, decision
 
 
-def _message(owes: Owed, order: Row) -> OrderMessage:
-    """The message `owes` names, filled from the order as it is now."""
+def _message(owes: Owed, order: Row | SimpleNamespace) -> OrderMessage:
+    """The message `owes` names, filled from the order as the move leaves it."""
     if owes is Owed.ORDER_PAID:
         return OrderPaid(order_id=order.id, user_id=order.user_id, total_cents=order.total_cents,
                          currency=order.currency, payment_id=order.payment_id)  # fmt: skip

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 
 from shared.db import AsyncpgStatement, Connection, Row, json_text, page_of
 from shared.inbox import inbox_table
-from shared.outbox import outbox_table
+from shared.outbox import Owed, outbox_table, owing, owing_values
 
 SCHEMA = "payments"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -88,7 +89,7 @@ _PAYMENT_FOR_ORDER = AsyncpgStatement(
     sa.select(payments).where(payments.c.order_id == sa.bindparam("order_id"))
 )
 _PAYMENT = AsyncpgStatement(sa.select(payments).where(payments.c.id == sa.bindparam("payment_id")))
-_UPDATE_PAYMENT = AsyncpgStatement(
+_UPDATE_PAYMENT = (
     sa.update(payments)
     .where(payments.c.id == sa.bindparam("target_id"))
     .values(updated_at=sa.func.now())
@@ -150,8 +151,25 @@ async def list_payments(
     return await page_of(conn, payments, *where, offset=offset, limit=limit)
 
 
-async def update_payment(conn: Connection, payment_id: uuid.UUID, **values) -> Row:
-    return await _UPDATE_PAYMENT.one(conn, **values, target_id=payment_id)
+@functools.cache
+def _update_payment(changed: frozenset[str], messages: int) -> AsyncpgStatement:
+    """The update of these columns, owing this many messages (`shared.outbox.owing`), built once."""
+    # Nested in WITH, the parameters SQLAlchemy adds for a call's values are anonymous, so the
+    # call's names would not reach them: each column is bound by its own name.
+    bound = {name: sa.bindparam(name, type_=payments.c[name].type) for name in sorted(changed)}
+    update = _UPDATE_PAYMENT.values(**bound)
+    if not messages:
+        return AsyncpgStatement(update)
+    return AsyncpgStatement(sa.select(update.cte("changed")).add_cte(owing(outbox, messages)))
+
+
+async def update_payment(
+    conn: Connection, payment_id: uuid.UUID, *, owed: Sequence[Owed] = (), **values
+) -> Row:
+    """Write `values` on the payment, and the messages it owes (`shared.outbox.in_turn`), in
+    one statement; returns the payment as it is now."""
+    statement = _update_payment(frozenset(values), len(owed))
+    return await statement.one(conn, **values, target_id=payment_id, **owing_values(outbox, owed))
 
 
 async def record_webhook(conn: Connection, **values) -> bool:

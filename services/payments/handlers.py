@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Literal
 
 import structlog
@@ -30,7 +31,7 @@ from payments.messages import (
 from shared.db import Connection, Row
 from shared.envelope import Envelope
 from shared.handlers import Handler
-from shared.outbox import owe
+from shared.outbox import in_turn
 from shared.tracing import resumed, trace_headers
 
 log = structlog.get_logger(__name__)
@@ -48,8 +49,8 @@ def _report(event: ProviderEvent) -> ProviderReport:
                           data.provider_payment_id, data.failure_reason)  # fmt: skip
 
 
-def _message(decision: Decision, payment: Row) -> PaymentMessage:
-    """The event `decision` owes orders, filled from the payment as it is now."""
+def _message(decision: Decision, payment: Row | SimpleNamespace) -> PaymentMessage:
+    """The event `decision` owes orders, filled from the payment as the move leaves it."""
     ids = {"payment_id": payment.id, "order_id": payment.order_id}
     if decision.owes is Owed.PAYMENT_SUCCEEDED:
         return PaymentSucceeded(**ids, amount_cents=payment.amount_cents, currency=payment.currency,
@@ -75,13 +76,15 @@ async def _apply(
     if decision.ignored:
         log.info("webhook ignored", webhook_id=webhook_id, reason=decision.note)
         return payment
-    payment = await db.update_payment(
-        conn, payment.id, status=decision.status.value, **decision.changes
-    )
+    # What the move owes goes into the outbox with the move's own statement.
+    owed = []
     if decision.owes is not None:
-        await owe(conn, db.outbox, _message(decision, payment), caused_by=command,
-                  correlation_id=payment.correlation_id, causation_id=webhook_id)  # fmt: skip
-    return payment
+        moved = SimpleNamespace(**{**payment._asdict(), **decision.changes})
+        owed = in_turn(_message(decision, moved), caused_by=command,
+                       correlation_id=payment.correlation_id, causation_id=webhook_id)  # fmt: skip
+    return await db.update_payment(
+        conn, payment.id, status=decision.status.value, owed=owed, **decision.changes
+    )
 
 
 async def request_payment(conn: Connection, envelope: Envelope) -> None:
