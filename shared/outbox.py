@@ -148,9 +148,11 @@ def owing(table: sa.Table, count: int) -> sa.CTE:
     another statement (`add_cte`); `owing_values` gives its parameters (an `AsyncpgStatement`
     refuses values it has no place for, so a count that does not match fails loudly).
 
-    So a request's own writes and the messages it owes can be one statement: Postgres runs a
-    lone statement in a transaction of its own, all of it or none, so it needs no BEGIN and
-    COMMIT (two round trips) and no second statement for the outbox (a third).
+    So a write and the messages it owes can be one statement: a round trip less than the
+    outbox's own insert, in a transaction; and outside one, a request's write needs no BEGIN
+    and COMMIT either (Postgres runs a lone statement in a transaction of its own, all of it
+    or none). The messages are written whatever the statement's other parts do: a write that
+    finds nothing must fail its transaction (`AsyncpgStatement.one` raises).
     """
     written = [sa.column(column, sa.Text) for column in _WRITTEN]
     given = sa.values(*written, name="given").data(

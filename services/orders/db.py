@@ -12,7 +12,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from orders.domain import OrderStatus, Outcome
-from shared.db import AsyncpgStatement, Connection, Row, json_text, page_of, violated_constraint
+from shared.db import (
+    AsyncpgStatement,
+    Connection,
+    Row,
+    bound,
+    json_text,
+    page_of,
+    violated_constraint,
+)
 from shared.inbox import inbox_table
 from shared.outbox import Owed, outbox_table, owing, owing_values
 
@@ -95,12 +103,6 @@ _FETCH_ORDER = AsyncpgStatement(_ORDER)
 _FETCH_ORDER_FOR_UPDATE = AsyncpgStatement(_ORDER.with_for_update())
 
 
-def _bound(*names: str) -> dict[str, sa.BindParameter]:
-    # Nested in WITH, the parameters SQLAlchemy adds for a call's values are anonymous, so the
-    # call's names would not reach them: each column is bound by its own name.
-    return {name: sa.bindparam(name, type_=orders.c[name].type) for name in names}
-
-
 def _with_line(
     change: sa.Insert | sa.Update, *, key: bool = False, messages: int = 0
 ) -> AsyncpgStatement:
@@ -131,7 +133,8 @@ _PLACED = HistoryLine(event="placed", outcome=Outcome.APPLIED)._asdict()
 _NEW_ORDER = (
     sa.insert(orders)
     .values(
-        **_bound("id", "user_id", "status", "total_cents", "currency"), items=json_text("items")
+        **bound(orders, "id", "user_id", "status", "total_cents", "currency"),
+        items=json_text("items"),
     )
     .returning(*orders.c)
 )
@@ -157,7 +160,7 @@ def _update_order(
 ) -> AsyncpgStatement:
     """The update of these columns (and the moment a refund was asked for), owing this many
     messages, built once."""
-    update = _UPDATE_ORDER.values(**_bound(*sorted(changed)))
+    update = _UPDATE_ORDER.values(**bound(orders, *sorted(changed)))
     if refund_requested:
         update = update.values(refund_requested_at=sa.func.now())
     return _with_line(update, messages=messages)
@@ -190,7 +193,8 @@ async def update_order(
 ) -> Row:  # fmt: skip
     """Write `changes` (and the moment a refund was asked for) with the history line of the
     move and the messages it owes (`shared.outbox.in_turn`), in one statement; returns the
-    order as it is now."""
+    order as it is now. The order is locked in the caller's transaction first: an order that
+    is not there raises, and the transaction, messages included, rolls back."""
     statement = _update_order(frozenset(changes), refund_requested, len(owed))
     return await statement.one(
         conn, **changes, **line._asdict(), target_id=order_id, **owing_values(outbox, owed)

@@ -43,7 +43,7 @@ from orders.messages import (
     PaymentSucceeded,
     UserDeleted,
 )
-from shared.db import Connection, Database, Row
+from shared.db import Connection, Database, Row, as_updated
 from shared.envelope import Envelope
 from shared.handlers import Handler
 from shared.outbox import in_turn
@@ -124,7 +124,8 @@ async def _happened(
     caused_by: Envelope | None = None,
     correlation_id: str | None = None,
 ) -> tuple[Row, Decision] | None:
-    """Load the order, decide, write the decision and its history line, owe what it owes.
+    """Load the order, decide, and write the decision with its history line and the message it
+    owes, in one statement.
 
     Returns the order as it is now and the decision; None for an order that does not exist.
     """
@@ -141,10 +142,11 @@ async def _happened(
         event=event.trigger, outcome=decision.outcome, message_id=message_id, from_status=before
     )
     if decision.writes:
-        # What the move owes goes into the outbox with the move's own statement.
+        # Only a move owes a message (domain.RULES), and it goes into the outbox in the move's
+        # own statement: built first, from the order as the move will leave it.
         owed = []
         if decision.owes is not None:
-            moved = SimpleNamespace(**{**order._asdict(), **decision.changes})
+            moved = as_updated(order, status=decision.status, **decision.changes)
             message = _message(decision.owes, moved)
             owed = in_turn(message, caused_by=caused_by, correlation_id=correlation_id)
         order = await db.update_order(conn, order_id, line, status=decision.status, owed=owed,

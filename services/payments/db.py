@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 
-from shared.db import AsyncpgStatement, Connection, Row, json_text, page_of
+from shared.db import AsyncpgStatement, Connection, Row, bound, json_text, page_of
 from shared.inbox import inbox_table
 from shared.outbox import Owed, outbox_table, owing, owing_values
 
@@ -154,10 +154,7 @@ async def list_payments(
 @functools.cache
 def _update_payment(changed: frozenset[str], messages: int) -> AsyncpgStatement:
     """The update of these columns, owing this many messages (`shared.outbox.owing`), built once."""
-    # Nested in WITH, the parameters SQLAlchemy adds for a call's values are anonymous, so the
-    # call's names would not reach them: each column is bound by its own name.
-    bound = {name: sa.bindparam(name, type_=payments.c[name].type) for name in sorted(changed)}
-    update = _UPDATE_PAYMENT.values(**bound)
+    update = _UPDATE_PAYMENT.values(**bound(payments, *sorted(changed)))
     if not messages:
         return AsyncpgStatement(update)
     return AsyncpgStatement(sa.select(update.cte("changed")).add_cte(owing(outbox, messages)))
@@ -167,7 +164,9 @@ async def update_payment(
     conn: Connection, payment_id: uuid.UUID, *, owed: Sequence[Owed] = (), **values
 ) -> Row:
     """Write `values` on the payment, and the messages it owes (`shared.outbox.in_turn`), in
-    one statement; returns the payment as it is now."""
+    one statement; returns the payment as it is now. The order is locked in the caller's
+    transaction first: a payment that is not there raises, and the transaction, messages
+    included, rolls back."""
     statement = _update_payment(frozenset(values), len(owed))
     return await statement.one(conn, **values, target_id=payment_id, **owing_values(outbox, owed))
 

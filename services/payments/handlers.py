@@ -28,7 +28,7 @@ from payments.messages import (
     ProviderEvent,
     RefundRequested,
 )
-from shared.db import Connection, Row
+from shared.db import Connection, Row, as_updated
 from shared.envelope import Envelope
 from shared.handlers import Handler
 from shared.outbox import in_turn
@@ -76,10 +76,11 @@ async def _apply(
     if decision.ignored:
         log.info("webhook ignored", webhook_id=webhook_id, reason=decision.note)
         return payment
-    # What the move owes goes into the outbox with the move's own statement.
+    # What the move owes goes into the outbox in the move's own statement: built first, from
+    # the payment as the move will leave it.
     owed = []
     if decision.owes is not None:
-        moved = SimpleNamespace(**{**payment._asdict(), **decision.changes})
+        moved = as_updated(payment, status=decision.status.value, **decision.changes)
         owed = in_turn(_message(decision, moved), caused_by=command,
                        correlation_id=payment.correlation_id, causation_id=webhook_id)  # fmt: skip
     return await db.update_payment(

@@ -1,7 +1,8 @@
 """One service's database: an asyncpg pool running statements written with SQLAlchemy Core.
 
 - `pool`: `Database`, the services' pool, and what it raises when it cannot serve;
-- `statements`: `AsyncpgStatement` (a Core statement compiled once), its rows, pages of rows;
+- `statements`: `AsyncpgStatement` (a Core statement compiled once), its rows, pages of rows,
+  and the parts of statements that write several tables at once (`bound`, `as_updated`);
 - `errors`: what an error means for the work (a broken rule, an outage, a bug of ours);
 - `engine`: SQLAlchemy's engine on the same database, for tests and scripts.
 """
@@ -26,6 +27,8 @@ from shared.db.statements import (
     AsyncpgStatement,
     OutsideTransaction,
     Row,
+    as_updated,
+    bound,
     driver,
     json_text,
     page_of,
@@ -40,8 +43,10 @@ __all__ = [
     "NoConnection",
     "OutsideTransaction",
     "Row",
+    "as_updated",
     "async_url",
     "autocommit",
+    "bound",
     "broken_rule",
     "driver",
     "is_retry_later",

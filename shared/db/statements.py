@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import asyncpg
 import sqlalchemy as sa
 import structlog
@@ -144,6 +146,25 @@ def json_text(name: str) -> sa.Cast:
     is called with `items=json.dumps(items)`.
     """
     return sa.cast(sa.bindparam(name, type_=sa.Text), postgresql.JSONB)
+
+
+def bound(table: sa.Table, *names: str) -> dict[str, sa.BindParameter]:
+    """A bind parameter for each of `table`'s columns `names`, named after it: the values of
+    `update(table).values(**bound(table, "status"))`, called with `status=...`.
+
+    Nested in a `WITH`, the parameters SQLAlchemy adds for a call's values are anonymous, so the
+    call's names would not reach them: a statement with parts has each value bound by name.
+    """
+    return {name: sa.bindparam(name, type_=table.c[name].type) for name in names}
+
+
+def as_updated(row: Row, **changes: object) -> SimpleNamespace:
+    """`row` as an update writing `changes` will leave it, read by column name as a row is.
+
+    What the update owes is built from it before the update runs, so that the message goes into
+    the outbox in the update's own statement (`shared.outbox.owing`).
+    """
+    return SimpleNamespace(**{**row._asdict(), **changes})
 
 
 def _converts_results(type_: sa.types.TypeEngine) -> bool:

@@ -143,11 +143,20 @@ async def test_cancel_then_payment_succeeded_requests_a_refund_and_stays_cancell
 ):
     order = await orders.place(await new_user(users))
     order_id = order["id"]
-    r = await orders.http.post(f"/api/v1/orders/{order_id}/cancel")
+    r = await orders.http.post(
+        f"/api/v1/orders/{order_id}/cancel", headers={"X-Correlation-ID": "corr-cancel"}
+    )
     assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
     again = await orders.http.post(f"/api/v1/orders/{order_id}/cancel")
     assert again.status_code == 409, again.text
-    assert types(await orders.outbox(order_id))[-1] == "order.cancelled"
+    cancelled = (await orders.outbox(order_id))[-1].payload
+    assert cancelled["type"] == "order.cancelled"
+    assert cancelled["data"] == {
+        "order_id": order_id,
+        "user_id": order["user_id"],
+        "reason": "cancelled_on_request",
+    }
+    assert (cancelled["correlationid"], cancelled.get("causationid")) == ("corr-cancel", None)
 
     succeeded = await orders.payment_event("payment.succeeded", order_id)
     await eventually(lambda: commands.of("payment.refund_requested", order_id))

@@ -108,9 +108,11 @@ async def test_pending_webhooks_apply_in_the_order_received(payments):
 
 async def test_failed_webhook_fails_the_payment_with_the_providers_reason(payments):
     order_id = new_order()
-    await requested(payments, order_id)
+    command = await requested(payments, order_id)
 
-    r = await payments.webhook("payment.failed", order_id, failure_reason="card declined")
+    r = await payments.webhook(
+        "payment.failed", order_id, failure_reason="card declined", msg_id="msg_declined"
+    )
 
     assert (r.status_code, r.json()["outcome"]) == (200, "applied")
     payment = await payments.payment(order_id)
@@ -122,6 +124,11 @@ async def test_failed_webhook_fails_the_payment_with_the_providers_reason(paymen
         "order_id": order_id,
         "reason": "card declined",
     }
+    assert published.routing_key == "payment.failed"
+    assert (published.envelope.correlationid, published.envelope.causationid) == (
+        command.correlationid,
+        "msg_declined",
+    )
 
 
 @pytest.mark.parametrize(
@@ -131,9 +138,11 @@ async def test_success_for_another_amount_or_currency_is_a_mismatch(
     payments, amount_cents, currency
 ):
     order_id = new_order()
-    await requested(payments, order_id, amount_cents=4200, currency="EUR")
+    command = await requested(payments, order_id, amount_cents=4200, currency="EUR")
 
-    r = await payments.webhook("payment.succeeded", order_id, amount_cents, currency)
+    r = await payments.webhook(
+        "payment.succeeded", order_id, amount_cents, currency, msg_id="msg_mismatch"
+    )
 
     assert (r.status_code, r.json()["outcome"]) == (200, "applied")
     payment = await payments.payment(order_id)
@@ -142,7 +151,16 @@ async def test_success_for_another_amount_or_currency_is_a_mismatch(
     # Never a payment.succeeded: orders learns it was not paid, with a reason it can tell apart.
     assert await payments.owed(order_id) == ["payment.failed"]
     [published] = await eventually(lambda: payments.published(order_id))
-    assert published.envelope.data["reason"] == "amount_mismatch"
+    assert published.routing_key == "payment.failed"
+    assert published.envelope.data == {
+        "payment_id": str(payment.id),
+        "order_id": order_id,
+        "reason": "amount_mismatch",
+    }
+    assert (published.envelope.correlationid, published.envelope.causationid) == (
+        command.correlationid,
+        "msg_mismatch",
+    )
 
 
 async def test_repeated_webhook_id_is_answered_2xx_and_changes_nothing(payments):
