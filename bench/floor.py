@@ -158,11 +158,12 @@ SQL = {
     "($8, 'rabbit', 'payments.commands', 'payment.requested', $7, 'payment.requested', "
     f"$4::jsonb) RETURNING pg_notify('outbox:{ORDERS}', '')) SELECT * FROM changed",
     "lock_order": "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+    # The payment, and whether webhooks wait for it (services/payments/db.py, `insert_payment`;
+    # none do here, so the floor reads none either).
     "insert_payment": f"INSERT INTO {PAYMENTS}.payments (id, order_id, user_id, amount_cents, "
     "currency, status, correlation_id) VALUES ($1, $2, $3, $4, 'EUR', 'awaiting_confirmation', "
-    "$5) ON CONFLICT (order_id) DO NOTHING RETURNING *",
-    "pending_webhooks": f"SELECT * FROM {PAYMENTS}.webhooks WHERE order_id = $1 "
-    "AND state = 'pending' ORDER BY seq",
+    f"$5) ON CONFLICT (order_id) DO NOTHING RETURNING *, EXISTS (SELECT * FROM {PAYMENTS}.webhooks "
+    "WHERE order_id = $2 AND state = 'pending') AS webhooks_waiting",
     "payment_for_order": f"SELECT * FROM {PAYMENTS}.payments WHERE order_id = $1",
     "record_settled_webhook": f"INSERT INTO {PAYMENTS}.webhooks (webhook_id, type, order_id, "
     "body, state, processed_at) VALUES ($1, 'payment.succeeded', $2, $3, 'applied', now()) "
@@ -236,12 +237,11 @@ async def _one_order(pool: asyncpg.Pool, user_id: uuid.UUID) -> None:
         await conn.fetchrow(SQL["find_key"], key)
         await conn.fetchrow(SQL["insert_order"], order_id, user_id, total, BODY, key,
                             str(uuid.uuid4()), oid, str(uuid.uuid4()))  # fmt: skip
-        # payments takes payment.requested: inbox, lock, the payment, webhooks waiting for it
+        # payments takes payment.requested: inbox, lock, the payment (saying no webhook waits)
         async with conn.transaction():
             await inbox(conn, PAYMENTS, "payments", "payment.requested")
             await conn.fetchval(SQL["lock_order"], oid)
             await conn.fetchrow(SQL["insert_payment"], uuid.uuid4(), order_id, user_id, total, oid)
-            await conn.fetch(SQL["pending_webhooks"], order_id)
         # payments takes the provider's webhook: lock, the payment, the webhook stored settled,
         # the payment updated with payment.succeeded
         async with conn.transaction():

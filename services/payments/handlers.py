@@ -106,6 +106,8 @@ async def request_payment(conn: Connection, envelope: Envelope) -> None:
     if payment is None:
         log.info("payment already requested", order_id=str(command.order_id), id=envelope.id)
         return
+    if not payment.webhooks_waiting:  # as for nearly every payment: none came before it
+        return
     for webhook in await db.pending_webhooks(conn, command.order_id):
         try:
             event = ProviderEvent.model_validate_json(webhook.body)
