@@ -67,7 +67,7 @@ sa.Index(
     "webhooks_pending",
     webhooks.c.order_id,
     webhooks.c.seq,
-    postgresql_where=webhooks.c.state == "pending",
+    postgresql_where=_WAITING,
 )
 
 outbox = outbox_table(metadata, SCHEMA)
@@ -146,7 +146,7 @@ async def insert_payment(
     """The new payment, or None if the order already has one. Its `webhooks_waiting` says
     whether webhooks of its order came before it (`pending_webhooks`)."""
     context = json.dumps(dict(trace_context or {}))
-    waiting_for = values["order_id"]
+    waiting_for = values["order_id"]  # `order_id` names the value the insert writes
     return await _INSERT_PAYMENT.first(
         conn, trace_context=context, waiting_for=waiting_for, **values
     )
