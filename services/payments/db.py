@@ -60,8 +60,8 @@ webhooks = sa.Table(
 
 # The command handler looks up the webhooks that wait for its order. Its statements write
 # 'pending' into their SQL, not as a parameter: a prepared statement's generic plan can use the
-# index only if its condition matches the index's own (otherwise Postgres scans every webhook,
-# or plans again at each call).
+# index only if its condition matches the index's own (otherwise that plan scans every webhook,
+# and Postgres plans the statement again at each call instead).
 _WAITING = webhooks.c.state == sa.literal_column("'pending'")
 sa.Index(
     "webhooks_pending",
