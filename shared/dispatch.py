@@ -21,8 +21,9 @@ class Dispatcher:
     """One consumer's handlers by message type, behind its inbox guard.
 
     Types the consumer has no handler for are acknowledged and ignored (a Kafka group commits
-    most of them unread, by their `ce_type` header; a record without it comes here). A payload the handler's own model rejects can never
-    succeed, so it is parked at once instead of being retried.
+    most of them unread, by their `ce_type` header; a record without it comes here). A payload
+    the handler's own model rejects can never succeed, so it is parked at once instead of being
+    retried.
     """
 
     def __init__(

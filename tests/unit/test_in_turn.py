@@ -1,4 +1,5 @@
-"""What `shared.outbox.in_turn` makes of the messages a write owes: envelopes, causes, channels."""
+"""What `shared.outbox.in_turn` makes of the messages a write owes (envelopes, causes, channels),
+and the row they are filled from (`shared.db.as_updated`)."""
 
 from __future__ import annotations
 
