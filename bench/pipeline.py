@@ -3,10 +3,10 @@
     python -m bench.pipeline [--orders 2000 --concurrency 64] [--rate 100 --rate-orders 1000]
 
 Starts the three services as processes on the servers of a running `make up` (URLs in the
-environment) or on a private native stack. A simulated payment provider hears each
-`payment.requested` and answers with a signed `payment.succeeded` webhook; an order counts as
-paid when orders sends its `order.paid` record to Kafka (the record's timestamp). Nothing polls
-the services.
+environment) or on a private native stack. A simulated payment provider hears of each order
+created and answers with a signed `payment.succeeded` webhook; an order counts as paid when
+orders sends its `order.paid` record to Kafka (the record's timestamp). Both read one tap of
+`orders.events`. Nothing polls the services.
 
 Three measures, each against its target: throughput with a fixed number of orders in flight,
 latency at a fixed offered rate, and the outbox relay's commit-to-confirm latency when idle.
@@ -49,7 +49,7 @@ from shared.outbox import outbox_table
 from switchyard.stack.endpoints import Endpoints
 from switchyard.stack.fleet import Fleet
 from switchyard.stack.native import NativeStack
-from switchyard.stack.taps import kafka_tap, rabbit_tap
+from switchyard.stack.taps import kafka_tap
 
 BENCH_SETTINGS = {"LOG_LEVEL": "WARNING", "OUTBOX_POLL_INTERVAL": "1.0"}
 
@@ -188,11 +188,8 @@ async def measure(args, fleet: Fleet, endpoints, console: Console) -> dict:
     paid = Paid()
     pipeline = Pipeline(fleet, endpoints, await create_users(fleet, args.users), paid, args)
     p = fleet.prefix
-    async with (
-        kafka_tap(endpoints.kafka_bootstrap, f"{p}orders.events") as orders_events,
-        rabbit_tap(endpoints.amqp_url, f"{p}payments.commands", "payment.requested") as commands,
-    ):
-        helpers = [asyncio.create_task(provider(fleet, commands, paid)),
+    async with kafka_tap(endpoints.kafka_bootstrap, f"{p}orders.events") as orders_events:
+        helpers = [asyncio.create_task(provider(fleet, orders_events, paid, since=time.time())),
                    asyncio.create_task(watch_paid(orders_events, paid))]  # fmt: skip
         try:
             results = {}
