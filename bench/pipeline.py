@@ -5,8 +5,8 @@
 Starts the three services as processes on the servers of a running `make up` (URLs in the
 environment) or on a private native stack. A simulated payment provider hears of each order
 created and answers with a signed `payment.succeeded` webhook; an order counts as paid when
-orders sends its `order.paid` record to Kafka (the record's timestamp). Both read one tap of
-`orders.events`. Nothing polls the services.
+orders sends its `order.paid` record to Kafka (the record's timestamp). The provider and the
+watch for `order.paid` read one tap of `orders.events`. Nothing polls the services.
 
 Three measures, each against its target: throughput with a fixed number of orders in flight,
 latency at a fixed offered rate, and the outbox relay's commit-to-confirm latency when idle.
@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -119,6 +119,7 @@ class Pipeline:
     users: list[dict]
     paid: Paid
     args: argparse.Namespace
+    helpers: list[asyncio.Task] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.roots = process_roots(self.fleet, self.endpoints)
@@ -130,8 +131,10 @@ class Pipeline:
         # The warm-up is not measured, so not profiled either.
         label = f"{self.args.profile}-{run}" if self.args.profile and run != "warmup" else None
         retries, failures = len(self.paid.webhook_retries), len(self.paid.webhook_failures)
+        outcomes = self.paid.webhook_outcomes.copy()
         with profiling(self.fleet, label):
             results = await self._phase(console, posted, orders, rate_per_s, concurrency)
+        results["webhook_outcomes"] = dict(self.paid.webhook_outcomes - outcomes)
         results["webhook_retries"] = len(self.paid.webhook_retries) - retries
         results["webhook_retries_sample"] = self.paid.webhook_retries[retries:][:3]
         results["webhook_failures"] = len(self.paid.webhook_failures) - failures
@@ -151,13 +154,16 @@ class Pipeline:
                 self.fleet, posted, self.paid, orders, self.users, rate_per_s=rate_per_s,
                 concurrency=concurrency, progress=lambda: bar.advance(posting)))  # fmt: skip
             deadline = time.monotonic() + self.args.timeout
-            while time.monotonic() < deadline and (not driver.done() or self._unpaid(posted)):
+            while (time.monotonic() < deadline and not self._ended_helper()
+                   and (not driver.done() or self._unpaid(posted))):  # fmt: skip
                 bar.update(paying, completed=len(posted.at) - self._unpaid(posted))
                 await asyncio.sleep(0.1)
             bar.update(paying, completed=len(posted.at) - self._unpaid(posted))
             driver.cancel()  # past the deadline, orders still waiting to be paid stop waiting
             with contextlib.suppress(asyncio.CancelledError):
                 await driver
+        if helper := self._ended_helper():  # no order would be paid from now on
+            raise RuntimeError(f"{helper.get_name()} stopped") from helper.exception()
         cpu_after, own_after = cpu_seconds(self.roots), os.times()
         kernel_after = cpu_seconds(self.roots, kernel_only=True)
         paid = [o for o in posted.at if o in self.paid.at]
@@ -180,6 +186,10 @@ class Pipeline:
             "load_generator_cpu_seconds": round(sum(own_after[:2]) - sum(own_before[:2]), 2),
         }  # fmt: skip
 
+    def _ended_helper(self) -> asyncio.Task | None:
+        """The provider or the watch for `order.paid`, if it ended: both run for every phase."""
+        return next((task for task in self.helpers if task.done()), None)
+
     def _unpaid(self, posted: Posted) -> int:
         return sum(1 for o in posted.at if o not in self.paid.at)
 
@@ -189,8 +199,10 @@ async def measure(args, fleet: Fleet, endpoints, console: Console) -> dict:
     pipeline = Pipeline(fleet, endpoints, await create_users(fleet, args.users), paid, args)
     p = fleet.prefix
     async with kafka_tap(endpoints.kafka_bootstrap, f"{p}orders.events") as orders_events:
-        helpers = [asyncio.create_task(provider(fleet, orders_events, paid, since=time.time())),
-                   asyncio.create_task(watch_paid(orders_events, paid))]  # fmt: skip
+        helpers = pipeline.helpers = [
+            asyncio.create_task(provider(fleet, orders_events, paid), name="the provider"),
+            asyncio.create_task(watch_paid(orders_events, paid), name="the watch for order.paid"),
+        ]
         try:
             results = {}
             if args.warmup:

@@ -66,9 +66,18 @@ def _phase_rows(name: str, phase: dict) -> list[tuple[str, str]]:
         (f"{name}: CPU ms per order, all processes", f"{phase['cpu_seconds_per_order'] * 1000:.1f}"),
         (f"{name}: CPU ms per order by process", ", ".join(f"{k} {v:.1f}" for k, v in per_order.items())),
         (f"{name}: of it in the kernel, by process", kernel_shares(phase)),
+        (f"{name}: webhooks applied / pending (came before their payment)", webhook_outcomes(phase)),
         (f"{name}: load generator CPU ms per order (not counted)",
          f"{phase['load_generator_cpu_seconds'] * 1000 / max(phase['paid'], 1):.1f}"),
     ]  # fmt: skip
+
+
+def webhook_outcomes(phase: dict) -> str:
+    """What payments answered the provider's webhooks (older results have no such figure)."""
+    outcomes = phase.get("webhook_outcomes")
+    if outcomes is None:
+        return "not measured"
+    return f"{outcomes.get('applied', 0)} / {outcomes.get('pending', 0)}"
 
 
 def kernel_shares(phase: dict) -> str:

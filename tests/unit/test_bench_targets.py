@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.targets import judge, kernel_shares
+from bench.targets import judge, kernel_shares, webhook_outcomes
 
 pytestmark = pytest.mark.unit
 
@@ -65,3 +65,9 @@ def test_the_kernel_share_of_each_process_is_shown_when_measured():
              "kernel_cpu_seconds": {"orders": 1.0, "postgres": 1.0, "idle": 0.0}}  # fmt: skip
     assert kernel_shares(phase) == "orders 25%, postgres 50%"
     assert kernel_shares({"cpu_seconds": {"orders": 4.0}}) == "not measured"
+
+
+def test_the_webhooks_that_came_before_their_payment_are_shown_when_counted():
+    assert webhook_outcomes({"webhook_outcomes": {"applied": 7, "pending": 3}}) == "7 / 3"
+    assert webhook_outcomes({"webhook_outcomes": {"applied": 7}}) == "7 / 0"
+    assert webhook_outcomes({}) == "not measured"
