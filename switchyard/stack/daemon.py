@@ -75,7 +75,7 @@ class Daemon:
             process = alive(int(pid))
         except (OSError, ValueError):
             return None
-        return process if process and process.create_time() == float(started) else None
+        return process if process and _same_start(process.create_time(), float(started)) else None
 
     def pid(self) -> int | None:
         process = self.process()
@@ -97,3 +97,14 @@ class Daemon:
         """SIGKILL: no shutdown code runs, exactly like a crash."""
         if process := self.process():
             kill(process)
+
+
+# A start time is the boot time plus the ticks since boot, and the boot time the kernel reports
+# is whole seconds that move when the wall clock is stepped (NTP, a virtual machine's clock
+# sync): the same program may read a second off its pid file. A pid reused by another program
+# that started within two seconds of the first is not a case to meet.
+_START_SLACK = 2.0
+
+
+def _same_start(seen: float, recorded: float) -> bool:
+    return abs(seen - recorded) < _START_SLACK

@@ -108,6 +108,7 @@ class ConnectionsCut:
 
     async def strike(self, arena: Arena) -> str:
         pid = arena.fleet.processes[self.service].pid()
+        assert pid is not None, f"{self.service} is not running"  # None would cut this process
         ports = server_ports(arena.server_address(self.server))
         reset = await asyncio.to_thread(cut_off, pid, ports, CUT_FOR)
         # A cut that met no connection proved nothing: every service holds one to every server.
