@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
+from switchyard.stack.daemon import Daemon
 from switchyard.stack.endpoints import Endpoints
 from switchyard.stack.fleet import Fleet
 from switchyard.stack.native import NativeStack, crash_and_restart
+from switchyard.stack.processes import alive
 from switchyard.topology import flows, wirings
 from tests.chaos.cuts import cut_off, server_ports
 from tests.chaos.ledger import Ledger
@@ -107,13 +110,27 @@ class ConnectionsCut:
         return f"{self.service} cut off from {self.server}"
 
     async def strike(self, arena: Arena) -> str:
-        pid = arena.fleet.processes[self.service].pid()
-        assert pid is not None, f"{self.service} is not running"  # None would cut this process
+        process = arena.fleet.processes[self.service]
+        pid = process.pid()
+        # None would cut this test's own process; say what the pid file and the kernel hold.
+        assert pid is not None, f"{self.service} is not running: {_whereabouts(process.daemon)}"
         ports = server_ports(arena.server_address(self.server))
         reset = await asyncio.to_thread(cut_off, pid, ports, CUT_FOR)
         # A cut that met no connection proved nothing: every service holds one to every server.
         assert reset, f"{self.service} held no connection to {self.server} to cut"
         return f"{reset} connections reset"
+
+
+def _whereabouts(daemon: Daemon) -> str:
+    """The pid file of a program its Daemon does not find, and what runs under that pid."""
+    try:
+        pid, started = daemon.pidfile.read_text().split()
+    except (OSError, ValueError) as error:
+        return f"its pid file cannot be read ({error!r})"
+    found = alive(int(pid))
+    now = f"started at {found.create_time()!r}" if found else "is gone"
+    return (f"its pid file says {pid} started at {started}; that pid {now}; "
+            f"boot time {psutil.boot_time()!r}")  # fmt: skip
 
 
 @dataclass(frozen=True)
