@@ -199,7 +199,7 @@ async def measure(args, fleet: Fleet, endpoints, console: Console) -> dict:
     pipeline = Pipeline(fleet, endpoints, await create_users(fleet, args.users), paid, args)
     p = fleet.prefix
     async with kafka_tap(endpoints.kafka_bootstrap, f"{p}orders.events") as orders_events:
-        helpers = pipeline.helpers = [
+        pipeline.helpers = [
             asyncio.create_task(provider(fleet, orders_events, paid), name="the provider"),
             asyncio.create_task(watch_paid(orders_events, paid), name="the watch for order.paid"),
         ]
@@ -219,7 +219,7 @@ async def measure(args, fleet: Fleet, endpoints, console: Console) -> dict:
                     console, "latency", orders=args.rate_orders, rate_per_s=args.rate,
                     concurrency=1024)  # fmt: skip
         finally:
-            for task in helpers:
+            for task in pipeline.helpers:
                 task.cancel()
     measured = [results[run] for run in ("throughput", "latency") if run in results]
     results["webhook_retries"] = sum(run["webhook_retries"] for run in measured)

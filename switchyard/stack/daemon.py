@@ -69,13 +69,20 @@ class Daemon:
         self.pidfile.write_text(f"{process.pid} {process.create_time()}\n")
         launch.process = None  # else mirakuru ends the program when the executor is collected
 
-    def process(self) -> psutil.Process | None:
+    def recorded(self) -> tuple[int, float] | None:
+        """The pid and start time the pid file holds, or None without a readable one."""
         try:
             pid, started = self.pidfile.read_text().split()
-            process = alive(int(pid))
+            return int(pid), float(started)
         except (OSError, ValueError):
             return None
-        return process if process and _same_start(process.create_time(), float(started)) else None
+
+    def process(self) -> psutil.Process | None:
+        if (record := self.recorded()) is None:
+            return None
+        pid, started = record
+        process = alive(pid)
+        return process if process and _same_start(process.create_time(), started) else None
 
     def pid(self) -> int | None:
         process = self.process()

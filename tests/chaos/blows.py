@@ -123,11 +123,10 @@ class ConnectionsCut:
 
 def _whereabouts(daemon: Daemon) -> str:
     """The pid file of a program its Daemon does not find, and what runs under that pid."""
-    try:
-        pid, started = daemon.pidfile.read_text().split()
-    except (OSError, ValueError) as error:
-        return f"its pid file cannot be read ({error!r})"
-    found = alive(int(pid))
+    if (record := daemon.recorded()) is None:
+        return f"its pid file {daemon.pidfile.name} is missing or unreadable"
+    pid, started = record
+    found = alive(pid)
     now = f"started at {found.create_time()!r}" if found else "is gone"
     return (f"its pid file says {pid} started at {started}; that pid {now}; "
             f"boot time {psutil.boot_time()!r}")  # fmt: skip

@@ -32,3 +32,10 @@ def test_a_reused_pid_is_not_taken_for_the_program(tmp_path):
     # Another program under the same pid started at another time.
     assert recorded(tmp_path, psutil.Process().create_time() - 60).pid() is None
     assert not recorded(tmp_path, psutil.Process().create_time() - 60).running()
+
+
+def test_a_missing_or_garbled_pid_file_records_nothing(tmp_path):
+    daemon = Daemon("this", tmp_path / "this.pid", tmp_path / "this.log")
+    assert daemon.recorded() is None and daemon.pid() is None
+    daemon.pidfile.write_text("not a pid\n")
+    assert daemon.recorded() is None and daemon.pid() is None
