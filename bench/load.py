@@ -70,7 +70,8 @@ async def provider(fleet: Fleet, orders_events: Tap, paid: Paid) -> None:
     time the order's `payment.requested` leaves for payments (orders relays both in the same
     round). A queue of its own on the commands exchange would hold a copy of every
     `payment.requested`, which the system itself does not make: 0.3 ms of RabbitMQ's CPU a
-    message measured alone, 0.2-0.3 ms an order in `make bench` (README, "A tenth round").
+    message measured alone, 0.2-0.3 ms an order in `make bench` (bench/README.md, "A tenth
+    round").
     """
     secret, url = signing_secret(), f"{fleet.urls.payments}/webhooks/psp"
     pending: set[asyncio.Task] = set()
