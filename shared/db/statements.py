@@ -73,7 +73,7 @@ class AsyncpgStatement:
 
     SQLAlchemy compiles it once per set of parameter names, to the SQL it would send itself; a
     call then costs asyncpg's share alone: SQLAlchemy's own execution costs about 0.1 ms of CPU
-    a statement more (README, "Benchmarks"). What SQLAlchemy would do at each call
+    a statement more (bench/README.md, "A first round"). What SQLAlchemy would do at each call
     instead is refused when compiling: converting values either way (JSON, enums, arrays),
     expanding IN lists, Python-side defaults, values computed by a callable. So a row comes back
     with the values SQLAlchemy would give, read the same way (`Row`). A parameter left out is
