@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 import structlog
 from pydantic import ValidationError
 
-from shared.db import Connection, Database, is_unavailable
+from shared.db import Database, is_unavailable
 from shared.envelope import Envelope
 from shared.errors import DependencyUnavailable, PermanentError
+from shared.handlers import OneStatement, Registered
 from shared.inbox import InboxGuard
 
 log = structlog.get_logger(__name__)
-
-Handler = Callable[[Connection, Envelope], Awaitable[None]]
 
 
 class Dispatcher:
@@ -29,13 +28,19 @@ class Dispatcher:
     def __init__(
         self,
         consumer: str,
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[str, Registered],
         database: Database,
         inbox,
     ) -> None:
         self.consumer = consumer
         self.handlers = dict(handlers)
-        self._guarded = InboxGuard(database, inbox, consumer).wrap(self._apply)
+        guard = InboxGuard(database, inbox, consumer)
+        self._guarded = {
+            type_: guard.wrap_statement(handler.handler)
+            if isinstance(handler, OneStatement)
+            else guard.wrap(handler)
+            for type_, handler in self.handlers.items()
+        }
 
     async def __call__(self, envelope: Envelope) -> None:
         if envelope.type not in self.handlers:
@@ -43,17 +48,13 @@ class Dispatcher:
             return
         structlog.contextvars.bind_contextvars(correlation_id=envelope.correlationid)
         try:
-            await self._guarded(envelope)
+            await self._guarded[envelope.type](envelope)
             log.info("message handled", consumer=self.consumer, type=envelope.type, id=envelope.id)
+        except ValidationError as exc:  # rolled back: nothing of it is written
+            raise PermanentError(f"{envelope.type} payload rejected: {exc}") from exc
         except Exception as exc:
             if is_unavailable(exc):
                 raise DependencyUnavailable(f"database unavailable: {exc!r}") from exc
             raise
         finally:
             structlog.contextvars.unbind_contextvars("correlation_id")
-
-    async def _apply(self, conn: Connection, envelope: Envelope) -> None:
-        try:
-            await self.handlers[envelope.type](conn, envelope)
-        except ValidationError as exc:
-            raise PermanentError(f"{envelope.type} payload rejected: {exc}") from exc

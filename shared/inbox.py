@@ -1,4 +1,5 @@
-"""Inbox: a consumer records each message id in its effect's transaction, so effects happen once."""
+"""Inbox: a consumer records each message id with its effect, in one transaction or in the
+effect's own statement, so effects happen once."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.dialects.postgresql import insert
 
 from shared import metrics
 from shared.db import Connection, Database, quoted
 from shared.envelope import Envelope
+from shared.handlers import Handler, StatementHandler
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[Connection, Envelope], Awaitable[None]]
 GuardedHandler = Callable[[Envelope], Awaitable[None]]
 
 
@@ -31,6 +33,27 @@ def inbox_table(metadata: sa.MetaData, schema: str) -> sa.Table:
         ),
         schema=schema,
     )
+
+
+@functools.cache
+def first_time(table: sa.Table) -> sa.CTE:
+    """The message's inbox row as a part of its effect's statement
+    (`shared.handlers.OneStatement`): it inserts the row and returns it, or returns nothing
+    when the consumer had the message already.
+
+    The effect must write only `WHERE EXISTS (SELECT FROM first_time)` and select whether the
+    row was new. A concurrent delivery of the same id waits on the primary key, as in
+    `InboxGuard._record`. A statement that fails leaves no row, so a message parked for its
+    error can be replayed once the cause is mended.
+    """
+    text = functools.partial(sa.bindparam, type_=sa.Text)
+    row = insert(table).values(
+        consumer=text("inbox_consumer"),
+        message_id=text("inbox_message_id"),
+        type=text("inbox_type"),
+    )
+    skipped = row.on_conflict_do_nothing(index_elements=["consumer", "message_id"])
+    return skipped.returning(table.c.message_id).cte("first_time")
 
 
 class InboxGuard:
@@ -51,13 +74,7 @@ class InboxGuard:
         async def guarded(envelope: Envelope) -> None:
             async with self._database.transaction() as conn:
                 if not await self._record(conn, envelope):
-                    log.info(
-                        "duplicate skipped",
-                        consumer=self._consumer,
-                        id=envelope.id,
-                        type=envelope.type,
-                    )
-                    metrics.DUPLICATES_SKIPPED.labels(self._consumer).inc()
+                    self._skipped(envelope)
                     return  # the transport acks: the effect is already committed
                 # Same connection, same transaction: the effect and the inbox row commit together,
                 # and a handler that raises rolls both back so a redelivery is processed again.
@@ -67,7 +84,29 @@ class InboxGuard:
         guarded.__qualname__ = getattr(handler, "__qualname__", "guarded")
         return guarded
 
+    def wrap_statement(self, handler: StatementHandler) -> GuardedHandler:
+        """Turn `handler(conn, envelope, inbox_row)` into `guarded(envelope)`: one statement
+        outside a transaction, its inbox row (`first_time`) given the values in `inbox_row`."""
+
+        async def guarded(envelope: Envelope) -> None:
+            row = {
+                "inbox_consumer": self._consumer,
+                "inbox_message_id": envelope.id,
+                "inbox_type": envelope.type,
+            }
+            async with self._database.autocommit() as conn:
+                if not await handler(conn, envelope, row):
+                    self._skipped(envelope)
+
+        guarded.__name__ = getattr(handler, "__name__", "guarded")
+        guarded.__qualname__ = getattr(handler, "__qualname__", "guarded")
+        return guarded
+
     __call__ = wrap
+
+    def _skipped(self, envelope: Envelope) -> None:
+        log.info("duplicate skipped", consumer=self._consumer, id=envelope.id, type=envelope.type)
+        metrics.DUPLICATES_SKIPPED.labels(self._consumer).inc()
 
     async def _record(self, conn: Connection, envelope: Envelope) -> bool:
         """Insert the inbox row; False when this consumer already has it.

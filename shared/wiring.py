@@ -12,7 +12,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 
-from shared.handlers import Handler
+from shared.handlers import Registered
 from shared.messages import Produced
 
 ExchangeType = Literal["direct", "topic", "fanout"]
@@ -24,7 +24,7 @@ class RabbitSubscription:
 
     queue: str
     exchange: str
-    handlers: Mapping[str, Handler]
+    handlers: Mapping[str, Registered]
 
     @property
     def routing_keys(self) -> tuple[str, ...]:
@@ -37,7 +37,7 @@ class KafkaSubscription:
 
     topic: str
     group: str
-    handlers: Mapping[str, Handler]
+    handlers: Mapping[str, Registered]
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
 
 from shared.db import AsyncpgStatement, Connection, Row, page_of, violated_constraint
-from shared.inbox import inbox_table
+from shared.inbox import first_time, inbox_table
 from shared.outbox import outbox_table
 from users.domain import EmailTaken, StatsUnderflow, UserNotFound
 
 SCHEMA = "users"
 EMAIL_KEY = "users_email_key"
+STATS_NOT_NEGATIVE = ("users_orders_paid_not_negative", "users_lifetime_spent_not_negative")
 metadata = sa.MetaData(schema=SCHEMA)
 
 users = sa.Table(
@@ -30,8 +31,8 @@ users = sa.Table(
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
-    sa.CheckConstraint("orders_paid >= 0", name="users_orders_paid_not_negative"),
-    sa.CheckConstraint("lifetime_spent_cents >= 0", name="users_lifetime_spent_not_negative"),
+    sa.CheckConstraint("orders_paid >= 0", name=STATS_NOT_NEGATIVE[0]),
+    sa.CheckConstraint("lifetime_spent_cents >= 0", name=STATS_NOT_NEGATIVE[1]),
 )
 # Case-insensitive uniqueness, enforced by the database so concurrent requests cannot both win.
 sa.Index(EMAIL_KEY, sa.func.lower(users.c.email), unique=True)
@@ -47,11 +48,19 @@ _FETCH_USER = AsyncpgStatement(_USER)
 _FETCH_USER_FOR_UPDATE = AsyncpgStatement(_USER.with_for_update())
 _orders_paid = users.c.orders_paid + sa.bindparam("orders", type_=sa.Integer)
 _spent = users.c.lifetime_spent_cents + sa.bindparam("cents", type_=sa.BigInteger)
-_ADD_TO_STATS = AsyncpgStatement(
+_first_time = first_time(inbox)
+_counted = (
     sa.update(users)
-    .where(users.c.id == sa.bindparam("user_id"), _orders_paid >= 0, _spent >= 0)
+    .where(users.c.id == sa.bindparam("user_id"), sa.exists(_first_time.select()))
     .values(orders_paid=_orders_paid, lifetime_spent_cents=_spent, updated_at=sa.func.now())
     .returning(users.c.id)
+    .cte("counted")
+)
+_COUNT_ONCE = AsyncpgStatement(
+    sa.select(
+        sa.exists(_first_time.select()).label("first_time"),
+        sa.exists(_counted.select()).label("counted"),
+    )
 )
 # ON CONFLICT instead of catching the violation: a racing insert of the same email waits for the
 # first to commit, then inserts nothing, and the transaction stays usable.
@@ -111,15 +120,22 @@ async def delete_user(conn: Connection, user_id: uuid.UUID) -> None:
         raise UserNotFound(user_id)
 
 
-async def add_to_stats(conn: Connection, user_id: uuid.UUID, orders: int, cents: int) -> None:
-    """Add to (or, negative, take from) a user's stats in one atomic statement.
+async def count_once(
+    conn: Connection, user_id: uuid.UUID, orders: int, cents: int, inbox_row: dict[str, str]
+) -> bool:
+    """Add to (or, negative, take from) a user's stats, with the message's inbox row, in one
+    statement (`shared.handlers.OneStatement`); False for a message counted before.
 
-    UserNotFound if there is no such user; StatsUnderflow if the result would be negative.
+    UserNotFound if there is no such user: the inbox row is written, as no retry can make a
+    deleted user exist. StatsUnderflow if the result would be negative: the stats' CHECK fails
+    the whole statement, so nothing is written and the message can be replayed once mended.
     """
-    updated = await _ADD_TO_STATS.first(conn, user_id=user_id, orders=orders, cents=cents)
-    if updated is None:
-        # Checked in the database rather than by catching the CHECK violation: an error would
-        # abort the whole transaction, inbox row included.
-        if await fetch_user(conn, user_id) is None:
-            raise UserNotFound(user_id)
-        raise StatsUnderflow(user_id)
+    try:
+        row = await _COUNT_ONCE.one(conn, user_id=user_id, orders=orders, cents=cents, **inbox_row)
+    except Exception as exc:
+        if violated_constraint(exc) in STATS_NOT_NEGATIVE:
+            raise StatsUnderflow(user_id) from exc
+        raise
+    if row.first_time and not row.counted:
+        raise UserNotFound(user_id)
+    return row.first_time

@@ -1,7 +1,8 @@
 """Everything users does, for HTTP requests and for consumed events, registered at the bottom.
 
-Each handler works inside the caller's transaction and never commits: the API commits per
-request, the inbox guard per consumed message, so a state change and its event commit together.
+Each request's handler works inside the caller's transaction and never commits: the API commits
+per request, so a state change and its event commit together. A consumed order event is one
+statement that writes its inbox row too (`OneStatement`), committed on its own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import structlog
 from shared.db import Connection, Row
 from shared.envelope import Envelope
 from shared.errors import PermanentError
-from shared.handlers import Handler
+from shared.handlers import OneStatement, Registered
 from shared.outbox import owe
 from users import db
 from users.domain import StatsUnderflow, UserNotFound, changed_fields
@@ -62,13 +63,19 @@ async def delete_user(
 
 
 async def _count(
-    conn: Connection, envelope: Envelope, user_id: uuid.UUID, orders: int, cents: int
-) -> None:
+    conn: Connection,
+    envelope: Envelope,
+    inbox_row: dict[str, str],
+    user_id: uuid.UUID,
+    orders: int,
+    cents: int,
+) -> bool:
     try:
-        await db.add_to_stats(conn, user_id, orders, cents)
+        return await db.count_once(conn, user_id, orders, cents, inbox_row)
     except UserNotFound:
         # Acknowledged, and recorded in the inbox: no retry can make a deleted user exist.
         log.warning("event for unknown user skipped", type=envelope.type, user_id=str(user_id))
+        return True
     except StatsUnderflow as exc:
         # It would fail on every retry: park it in the dead-letter topic for a person to look at.
         raise PermanentError(
@@ -76,20 +83,22 @@ async def _count(
         ) from exc
 
 
-async def on_order_paid(conn: Connection, envelope: Envelope) -> None:
+async def on_order_paid(conn: Connection, envelope: Envelope, inbox_row: dict[str, str]) -> bool:
     """A paid order counts towards the user's lifetime stats."""
     paid = OrderPaid.model_validate(envelope.data)
-    await _count(conn, envelope, paid.user_id, 1, paid.total_cents)
+    return await _count(conn, envelope, inbox_row, paid.user_id, 1, paid.total_cents)
 
 
-async def on_order_refunded(conn: Connection, envelope: Envelope) -> None:
+async def on_order_refunded(
+    conn: Connection, envelope: Envelope, inbox_row: dict[str, str]
+) -> bool:
     """A refund takes the order back out of the stats."""
     refunded = OrderRefunded.model_validate(envelope.data)
-    await _count(conn, envelope, refunded.user_id, -1, -refunded.total_cents)
+    return await _count(conn, envelope, inbox_row, refunded.user_id, -1, -refunded.total_cents)
 
 
 # Every event users consumes, and what it does with it; other types on the topic go unread.
-ORDERS_EVENT_HANDLERS: dict[str, Handler] = {
-    "order.paid": on_order_paid,
-    "order.refunded": on_order_refunded,
+ORDERS_EVENT_HANDLERS: dict[str, Registered] = {
+    "order.paid": OneStatement(on_order_paid),
+    "order.refunded": OneStatement(on_order_refunded),
 }

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import prometheus_client
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import AsyncpgStatement, Connection
+from shared.db import AsyncpgStatement, Connection, Database
 from shared.envelope import Envelope, new_envelope
-from shared.inbox import InboxGuard, inbox_table
+from shared.inbox import InboxGuard, first_time, inbox_table
 from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.integration
@@ -60,6 +61,23 @@ def recording(effects: sa.Table):
 
     async def record_payment(conn: Connection, envelope: Envelope) -> None:
         await insert.execute(conn, order_id=envelope.subject)
+
+    return record_payment
+
+
+def recording_in_one_statement(inbox: sa.Table, effects: sa.Table):
+    """A statement handler: its effect's row, written only for a message new to the inbox, in
+    the statement that writes the inbox row (`first_time`)."""
+    new = first_time(inbox)
+    order_id = sa.select(sa.bindparam("order_id", type_=sa.Text)).where(sa.exists(new.select()))
+    recorded = sa.insert(effects).from_select(["order_id"], order_id).cte("recorded")
+    statement = AsyncpgStatement(
+        sa.select(sa.exists(new.select()).label("first_time")).add_cte(recorded)
+    )
+
+    async def record_payment(conn: Connection, envelope: Envelope, inbox_row: dict) -> bool:
+        row = await statement.one(conn, order_id=envelope.data["order_id"], **inbox_row)
+        return row.first_time
 
     return record_payment
 
@@ -167,3 +185,59 @@ async def test_concurrent_duplicate_takes_over_when_the_first_delivery_fails(
     assert sorted(type(o).__name__ for o in outcomes) == ["HandlerFailed", "NoneType"]
     assert (await count(engine, effects), await count(engine, inbox)) == (1, 1)
     assert calls == 2
+
+
+async def test_a_statement_handler_is_one_statement_with_one_effect(
+    engine, database, tables, consumer
+):
+    """No BEGIN, no COMMIT, no inbox insert of its own: the one statement is all of it."""
+    inbox, effects = tables
+    pooled, sent = Database(database.admin_url, size=1), []
+    try:
+        async with pooled.autocommit() as conn:
+            conn.add_query_logger(lambda query: sent.append(query.query.split(" AS ")[0]))
+        guard = InboxGuard(pooled, inbox, consumer)
+        handle = guard.wrap_statement(recording_in_one_statement(inbox, effects))
+        envelope = payment_succeeded()
+
+        await handle(envelope)
+        await handle(envelope)  # a redelivery: acknowledged, not raised
+    finally:
+        await pooled.close()
+
+    assert sent == ["WITH first_time", "WITH first_time"]
+    assert await count(engine, effects) == 1
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(inbox.c.consumer, inbox.c.message_id))).all()
+    assert rows == [(consumer, envelope.id)]
+    assert duplicates_skipped(consumer) == 1
+
+
+async def test_a_failing_statement_leaves_no_inbox_row(engine, service_database, tables, consumer):
+    inbox, effects = tables
+    guard = InboxGuard(service_database, inbox, consumer)
+    handle = guard.wrap_statement(recording_in_one_statement(inbox, effects))
+    unreadable = payment_succeeded().model_copy(update={"data": {"order_id": None}})
+
+    with pytest.raises(asyncpg.NotNullViolationError):
+        await handle(unreadable)  # its effect breaks a constraint: the inbox row goes with it
+    assert (await count(engine, effects), await count(engine, inbox)) == (0, 0)
+
+    mended = unreadable.model_copy(update={"data": {"order_id": "order-1"}})
+    await handle(mended)  # the same message, replayed once mended, is processed
+    assert (await count(engine, effects), await count(engine, inbox)) == (1, 1)
+    assert duplicates_skipped(consumer) == 0
+
+
+async def test_concurrent_duplicates_of_a_statement_handler_have_one_effect(
+    engine, service_database, tables, consumer
+):
+    inbox, effects = tables
+    guard = InboxGuard(service_database, inbox, consumer)
+    handle = guard.wrap_statement(recording_in_one_statement(inbox, effects))
+    envelope = payment_succeeded()
+
+    await asyncio.gather(*(handle(envelope) for _ in range(CONCURRENT_DELIVERIES)))
+
+    assert (await count(engine, effects), await count(engine, inbox)) == (1, 1)
+    assert duplicates_skipped(consumer) == CONCURRENT_DELIVERIES - 1
