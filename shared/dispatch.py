@@ -17,7 +17,8 @@ log = structlog.get_logger(__name__)
 
 
 class Dispatcher:
-    """One consumer's handlers by message type, behind its inbox guard.
+    """One consumer's handlers by message type, behind its inbox guard: a `Handler` in the
+    guard's transaction, a `OneStatement` as its one statement with the inbox row.
 
     Types the consumer has no handler for are acknowledged and ignored (a Kafka group commits
     most of them unread, by their `ce_type` header; a record without it comes here). A payload
@@ -50,7 +51,7 @@ class Dispatcher:
         try:
             await self._guarded[envelope.type](envelope)
             log.info("message handled", consumer=self.consumer, type=envelope.type, id=envelope.id)
-        except ValidationError as exc:  # rolled back: nothing of it is written
+        except ValidationError as exc:  # nothing of the message's effect was written
             raise PermanentError(f"{envelope.type} payload rejected: {exc}") from exc
         except Exception as exc:
             if is_unavailable(exc):

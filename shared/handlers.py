@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from shared.db import Connection
@@ -14,15 +14,15 @@ Handler = Callable[[Connection, Envelope], Awaitable[None]]
 
 # A handler whose whole effect is one statement that writes the message's inbox row too
 # (`shared.inbox.first_time`, given that row's values); False when the message was seen before.
-StatementHandler = Callable[[Connection, Envelope, dict[str, str]], Awaitable[bool]]
+StatementHandler = Callable[[Connection, Envelope, Mapping[str, str]], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
 class OneStatement:
     """A `StatementHandler`, registered where a `Handler` would be: its effect and the message's
     inbox row are one statement, which Postgres runs all or nothing on its own, so it needs no
-    transaction (BEGIN, COMMIT) and no inbox insert before it: one round trip, where a
-    transaction of one write takes four."""
+    transaction and no inbox insert before it: one round trip, where the inbox guard's
+    transaction around a write takes four (BEGIN, the inbox row, the write, COMMIT)."""
 
     handler: StatementHandler
 

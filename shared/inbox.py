@@ -42,9 +42,11 @@ def first_time(table: sa.Table) -> sa.CTE:
     when the consumer had the message already.
 
     The effect must write only `WHERE EXISTS (SELECT FROM first_time)` and select whether the
-    row was new. A concurrent delivery of the same id waits on the primary key, as in
+    row was new: the parts of one statement see the same snapshot and run in no set order, and
+    what one returns is all another can see of it (so the statement must not read the inbox
+    table itself). A concurrent delivery of the same id waits on the primary key, as in
     `InboxGuard._record`. A statement that fails leaves no row, so a message parked for its
-    error can be replayed once the cause is mended.
+    error can be replayed once the cause is mended. `inbox_row` gives its values.
     """
     text = functools.partial(sa.bindparam, type_=sa.Text)
     row = insert(table).values(
@@ -54,6 +56,15 @@ def first_time(table: sa.Table) -> sa.CTE:
     )
     skipped = row.on_conflict_do_nothing(index_elements=["consumer", "message_id"])
     return skipped.returning(table.c.message_id).cte("first_time")
+
+
+def inbox_row(consumer: str, envelope: Envelope) -> dict[str, str]:
+    """The values of `first_time`'s parameters for this consumer and message."""
+    return {
+        "inbox_consumer": consumer,
+        "inbox_message_id": envelope.id,
+        "inbox_type": envelope.type,
+    }
 
 
 class InboxGuard:
@@ -80,27 +91,19 @@ class InboxGuard:
                 # and a handler that raises rolls both back so a redelivery is processed again.
                 await handler(conn, envelope)
 
-        guarded.__name__ = getattr(handler, "__name__", "guarded")
-        guarded.__qualname__ = getattr(handler, "__qualname__", "guarded")
-        return guarded
+        return _named_after(handler, guarded)
 
     def wrap_statement(self, handler: StatementHandler) -> GuardedHandler:
         """Turn `handler(conn, envelope, inbox_row)` into `guarded(envelope)`: one statement
         outside a transaction, its inbox row (`first_time`) given the values in `inbox_row`."""
 
         async def guarded(envelope: Envelope) -> None:
-            row = {
-                "inbox_consumer": self._consumer,
-                "inbox_message_id": envelope.id,
-                "inbox_type": envelope.type,
-            }
             async with self._database.autocommit() as conn:
-                if not await handler(conn, envelope, row):
+                # Strictly False: a handler that returns nothing has not said it was a duplicate.
+                if await handler(conn, envelope, inbox_row(self._consumer, envelope)) is False:
                     self._skipped(envelope)
 
-        guarded.__name__ = getattr(handler, "__name__", "guarded")
-        guarded.__qualname__ = getattr(handler, "__qualname__", "guarded")
-        return guarded
+        return _named_after(handler, guarded)
 
     __call__ = wrap
 
@@ -118,6 +121,13 @@ class InboxGuard:
             _record_once(self._table), self._consumer, envelope.id, envelope.type
         )
         return inserted is not None
+
+
+def _named_after(handler: Callable, guarded: GuardedHandler) -> GuardedHandler:
+    """`guarded`, named as its handler is."""
+    guarded.__name__ = getattr(handler, "__name__", "guarded")
+    guarded.__qualname__ = getattr(handler, "__qualname__", "guarded")
+    return guarded
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
@@ -14,7 +15,8 @@ from users.domain import EmailTaken, StatsUnderflow, UserNotFound
 
 SCHEMA = "users"
 EMAIL_KEY = "users_email_key"
-STATS_NOT_NEGATIVE = ("users_orders_paid_not_negative", "users_lifetime_spent_not_negative")
+ORDERS_PAID_NOT_NEGATIVE = "users_orders_paid_not_negative"
+SPENT_NOT_NEGATIVE = "users_lifetime_spent_not_negative"
 metadata = sa.MetaData(schema=SCHEMA)
 
 users = sa.Table(
@@ -31,8 +33,8 @@ users = sa.Table(
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
-    sa.CheckConstraint("orders_paid >= 0", name=STATS_NOT_NEGATIVE[0]),
-    sa.CheckConstraint("lifetime_spent_cents >= 0", name=STATS_NOT_NEGATIVE[1]),
+    sa.CheckConstraint("orders_paid >= 0", name=ORDERS_PAID_NOT_NEGATIVE),
+    sa.CheckConstraint("lifetime_spent_cents >= 0", name=SPENT_NOT_NEGATIVE),
 )
 # Case-insensitive uniqueness, enforced by the database so concurrent requests cannot both win.
 sa.Index(EMAIL_KEY, sa.func.lower(users.c.email), unique=True)
@@ -121,7 +123,7 @@ async def delete_user(conn: Connection, user_id: uuid.UUID) -> None:
 
 
 async def count_once(
-    conn: Connection, user_id: uuid.UUID, orders: int, cents: int, inbox_row: dict[str, str]
+    conn: Connection, user_id: uuid.UUID, orders: int, cents: int, inbox_row: Mapping[str, str]
 ) -> bool:
     """Add to (or, negative, take from) a user's stats, with the message's inbox row, in one
     statement (`shared.handlers.OneStatement`); False for a message counted before.
@@ -133,7 +135,7 @@ async def count_once(
     try:
         row = await _COUNT_ONCE.one(conn, user_id=user_id, orders=orders, cents=cents, **inbox_row)
     except Exception as exc:
-        if violated_constraint(exc) in STATS_NOT_NEGATIVE:
+        if violated_constraint(exc) in (ORDERS_PAID_NOT_NEGATIVE, SPENT_NOT_NEGATIVE):
             raise StatsUnderflow(user_id) from exc
         raise
     if row.first_time and not row.counted:

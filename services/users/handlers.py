@@ -8,6 +8,7 @@ statement that writes its inbox row too (`OneStatement`), committed on its own.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 import structlog
 
@@ -65,7 +66,7 @@ async def delete_user(
 async def _count(
     conn: Connection,
     envelope: Envelope,
-    inbox_row: dict[str, str],
+    inbox_row: Mapping[str, str],
     user_id: uuid.UUID,
     orders: int,
     cents: int,
@@ -83,14 +84,14 @@ async def _count(
         ) from exc
 
 
-async def on_order_paid(conn: Connection, envelope: Envelope, inbox_row: dict[str, str]) -> bool:
+async def on_order_paid(conn: Connection, envelope: Envelope, inbox_row: Mapping[str, str]) -> bool:
     """A paid order counts towards the user's lifetime stats."""
     paid = OrderPaid.model_validate(envelope.data)
     return await _count(conn, envelope, inbox_row, paid.user_id, 1, paid.total_cents)
 
 
 async def on_order_refunded(
-    conn: Connection, envelope: Envelope, inbox_row: dict[str, str]
+    conn: Connection, envelope: Envelope, inbox_row: Mapping[str, str]
 ) -> bool:
     """A refund takes the order back out of the stats."""
     refunded = OrderRefunded.model_validate(envelope.data)

@@ -35,7 +35,7 @@ class Database:
     SQLAlchemy Core describes the tables and writes the statements (`AsyncpgStatement` compiles
     each once); asyncpg runs them. A transaction through SQLAlchemy's async engine costs about
     0.15 ms of CPU more than one here (greenlet switches, a task to close each connection;
-    bench/README.md, "A fifth round"), and an order takes six or seven.
+    bench/README.md, "A fifth round"), and an order takes a connection seven or eight times.
 
     `transaction()` commits its statements together, or none of them; `autocommit()` runs each
     statement on its own (one round trip instead of BEGIN, statement, COMMIT). A connection

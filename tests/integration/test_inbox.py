@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import asyncpg
 import prometheus_client
@@ -192,7 +194,8 @@ async def test_a_statement_handler_is_one_statement_with_one_effect(
 ):
     """No BEGIN, no COMMIT, no inbox insert of its own: the one statement is all of it."""
     inbox, effects = tables
-    pooled, sent = Database(database.admin_url, size=1), []
+    # Never idle long enough to be pinged: the wire shows the handler's statements alone.
+    pooled, sent = Database(database.admin_url, size=1, ping_after_idle=60), []
     try:
         async with pooled.autocommit() as conn:
             conn.add_query_logger(lambda query: sent.append(query.query.split(" AS ")[0]))
@@ -217,27 +220,127 @@ async def test_a_failing_statement_leaves_no_inbox_row(engine, service_database,
     inbox, effects = tables
     guard = InboxGuard(service_database, inbox, consumer)
     handle = guard.wrap_statement(recording_in_one_statement(inbox, effects))
-    unreadable = payment_succeeded().model_copy(update={"data": {"order_id": None}})
+    breaking = payment_succeeded().model_copy(update={"data": {"order_id": None}})
 
     with pytest.raises(asyncpg.NotNullViolationError):
-        await handle(unreadable)  # its effect breaks a constraint: the inbox row goes with it
+        await handle(breaking)  # its effect breaks a constraint: the inbox row goes with it
     assert (await count(engine, effects), await count(engine, inbox)) == (0, 0)
 
-    mended = unreadable.model_copy(update={"data": {"order_id": "order-1"}})
+    mended = breaking.model_copy(update={"data": {"order_id": "order-1"}})
     await handle(mended)  # the same message, replayed once mended, is processed
     assert (await count(engine, effects), await count(engine, inbox)) == (1, 1)
     assert duplicates_skipped(consumer) == 0
 
 
-async def test_concurrent_duplicates_of_a_statement_handler_have_one_effect(
-    engine, service_database, tables, consumer
+@pytest.fixture
+async def tally(engine: AsyncEngine, tables, names: str) -> sa.Table:
+    """One row counting payments, never below zero: the effect of `counting_in_one_statement`."""
+    tallies = sa.Table(
+        "tallies",
+        sa.MetaData(),
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("n", sa.Integer, sa.CheckConstraint("n >= 0"), nullable=False),
+        schema=names.rstrip("."),
+    )
+    async with engine.begin() as conn:
+        await conn.run_sync(tallies.metadata.create_all)
+        await conn.execute(sa.insert(tallies).values(name="payments", n=0))
+    return tallies
+
+
+def counting_in_one_statement(inbox: sa.Table, tallies: sa.Table, by: Callable[[], int]):
+    """A statement handler that adds `by()` to the tally, for a message new to the inbox."""
+    new = first_time(inbox)
+    added = tallies.c.n + sa.bindparam("by", type_=sa.Integer)
+    counted = (
+        sa.update(tallies)
+        .where(tallies.c.name == "payments", sa.exists(new.select()))
+        .values(n=added)
+        .cte("counted")
+    )
+    statement = AsyncpgStatement(
+        sa.select(sa.exists(new.select()).label("first_time")).add_cte(counted)
+    )
+
+    async def count_payment(conn: Connection, envelope: Envelope, inbox_row: dict) -> bool:
+        return (await statement.one(conn, by=by(), **inbox_row)).first_time
+
+    return count_payment
+
+
+@asynccontextmanager
+async def tally_held(
+    engine: AsyncEngine, tallies: sa.Table, *, set_to: int | None = None
+) -> AsyncIterator[None]:
+    """The tally's row locked by another transaction until the block ends (and set to `set_to`
+    when the block ends): a statement that counts waits there, holding the inbox row it has
+    just written."""
+    async with engine.begin() as holder:
+        if set_to is None:
+            await holder.execute(sa.select(tallies).with_for_update())
+        else:
+            await holder.execute(sa.update(tallies).values(n=set_to))
+        yield
+
+
+async def statements_waiting(engine: AsyncEngine, waiting: int) -> None:
+    """Until `waiting` handler statements wait on a lock (the tally's row, or an inbox row)."""
+
+    async def blocked() -> bool:
+        async with engine.connect() as conn:
+            statement = sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE 'WITH first_time%'"
+            )
+            return await conn.scalar(statement) == waiting
+
+    await eventually(blocked, message=f"{waiting} handler statements waiting")
+
+
+async def tally_of(engine: AsyncEngine, tallies: sa.Table) -> int:
+    async with engine.connect() as conn:
+        return await conn.scalar(sa.select(tallies.c.n))
+
+
+async def test_concurrent_duplicates_of_a_statement_wait_for_the_first(
+    engine, service_database, tables, tally, consumer
 ):
-    inbox, effects = tables
+    inbox, _effects = tables
     guard = InboxGuard(service_database, inbox, consumer)
-    handle = guard.wrap_statement(recording_in_one_statement(inbox, effects))
+    handle = guard.wrap_statement(counting_in_one_statement(inbox, tally, lambda: 1))
     envelope = payment_succeeded()
 
-    await asyncio.gather(*(handle(envelope) for _ in range(CONCURRENT_DELIVERIES)))
+    async with tally_held(engine, tally):
+        deliveries = asyncio.gather(*(handle(envelope) for _ in range(CONCURRENT_DELIVERIES)))
+        # One waits on the tally with the inbox row written, the others on that inbox row.
+        await statements_waiting(engine, CONCURRENT_DELIVERIES)
+    await deliveries
 
-    assert (await count(engine, effects), await count(engine, inbox)) == (1, 1)
+    assert (await tally_of(engine, tally), await count(engine, inbox)) == (1, 1)
     assert duplicates_skipped(consumer) == CONCURRENT_DELIVERIES - 1
+
+
+async def test_a_duplicate_takes_over_when_the_first_statement_fails(
+    engine, service_database, tables, tally, consumer
+):
+    inbox, _effects = tables
+    async with engine.begin() as conn:
+        await conn.execute(sa.update(tally).values(n=1))
+    adds = iter([-1, 1])
+    guard = InboxGuard(service_database, inbox, consumer)
+    handle = guard.wrap_statement(counting_in_one_statement(inbox, tally, lambda: next(adds)))
+    envelope = payment_succeeded()
+
+    # The first delivery takes 1 off the tally it reads (1), then waits for the holder, which
+    # leaves it at 0: taken off again, it breaks the tally's CHECK once it has waited.
+    async with tally_held(engine, tally, set_to=0):
+        first = asyncio.create_task(handle(envelope))
+        await statements_waiting(engine, 1)  # its inbox row written, waiting on the tally
+        second = asyncio.create_task(handle(envelope))
+        await statements_waiting(engine, 2)  # waiting on the first's inbox row
+    with pytest.raises(asyncpg.CheckViolationError):
+        await first
+    await second  # the first's inbox row went with its failure: the duplicate counts
+
+    assert (await tally_of(engine, tally), await count(engine, inbox)) == (1, 1)
+    assert duplicates_skipped(consumer) == 0
