@@ -65,6 +65,7 @@ def _phase_rows(name: str, phase: dict) -> list[tuple[str, str]]:
         (f"{name}: outbox write to confirm p50 / p99 ms", f"{box['p50']:.1f} / {box['p99']:.1f}"),
         (f"{name}: CPU ms per order, all processes", f"{phase['cpu_seconds_per_order'] * 1000:.1f}"),
         (f"{name}: CPU ms per order by process", ", ".join(f"{k} {v:.1f}" for k, v in per_order.items())),
+        (f"{name}: share of all processes' CPU, by process", process_shares(phase)),
         (f"{name}: of it in the kernel, by process", kernel_shares(phase)),
         (f"{name}: webhooks applied / pending (came before their payment)", webhook_outcomes(phase)),
         (f"{name}: load generator CPU ms per order (not counted)",
@@ -78,6 +79,21 @@ def webhook_outcomes(phase: dict) -> str:
     if outcomes is None:
         return "not measured"
     return f"{outcomes.get('applied', 0)} / {outcomes.get('pending', 0)}"
+
+
+def process_shares(phase: dict) -> str:
+    """Each process's CPU as a share of all the processes' CPU, busiest first.
+
+    The machine's speed drifts between runs minutes apart, moving every process's figure
+    together; a change to one process shows in its share, which that drift moves far less
+    (bench/README.md, "A twelfth round").
+    """
+    cpu = phase["cpu_seconds"]
+    total = sum(cpu.values())
+    if not total:
+        return "not measured"
+    busiest = sorted(cpu.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in busiest)
 
 
 def kernel_shares(phase: dict) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.targets import judge, kernel_shares, webhook_outcomes
+from bench.targets import judge, kernel_shares, process_shares, webhook_outcomes
 
 pytestmark = pytest.mark.unit
 
@@ -71,3 +71,9 @@ def test_the_webhooks_that_came_before_their_payment_are_shown_when_counted():
     assert webhook_outcomes({"webhook_outcomes": {"applied": 7, "pending": 3}}) == "7 / 3"
     assert webhook_outcomes({"webhook_outcomes": {"applied": 7}}) == "7 / 0"
     assert webhook_outcomes({}) == "not measured"
+
+
+def test_each_process_share_of_the_whole_is_shown_busiest_first():
+    phase = {"cpu_seconds": {"users": 1.0, "orders": 3.0, "postgres": 4.0}}
+    assert process_shares(phase) == "postgres 50.0%, orders 37.5%, users 12.5%"
+    assert process_shares({"cpu_seconds": {"orders": 0.0}}) == "not measured"
