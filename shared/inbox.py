@@ -91,7 +91,7 @@ class InboxGuard:
                 # and a handler that raises rolls both back so a redelivery is processed again.
                 await handler(conn, envelope)
 
-        return _named_after(handler, guarded)
+        return functools.update_wrapper(guarded, handler)
 
     def wrap_statement(self, handler: StatementHandler) -> GuardedHandler:
         """Turn `handler(conn, envelope, inbox_row)` into `guarded(envelope)`: one statement
@@ -103,7 +103,7 @@ class InboxGuard:
                 if await handler(conn, envelope, inbox_row(self._consumer, envelope)) is False:
                     self._skipped(envelope)
 
-        return _named_after(handler, guarded)
+        return functools.update_wrapper(guarded, handler)
 
     __call__ = wrap
 
@@ -121,13 +121,6 @@ class InboxGuard:
             _record_once(self._table), self._consumer, envelope.id, envelope.type
         )
         return inserted is not None
-
-
-def _named_after(handler: Callable, guarded: GuardedHandler) -> GuardedHandler:
-    """`guarded`, named as its handler is."""
-    guarded.__name__ = getattr(handler, "__name__", "guarded")
-    guarded.__qualname__ = getattr(handler, "__qualname__", "guarded")
-    return guarded
 
 
 @functools.cache

@@ -132,18 +132,23 @@ async def test_failing_handler_leaves_neither_effect_nor_inbox_row(
     assert duplicates_skipped(consumer) == 0
 
 
-async def waiting_on_the_inbox(engine: AsyncEngine, waiting: int) -> None:
-    """Until `waiting` other transactions are blocked on the inbox row's primary key."""
+async def waiting_on_locks(engine: AsyncEngine, waiting: int, statements: str) -> None:
+    """Until `waiting` statements whose text is LIKE `statements` wait on a lock."""
 
     async def blocked() -> bool:
         async with engine.connect() as conn:
             statement = sa.text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO %inbox%'"
+                " AND wait_event_type = 'Lock' AND query LIKE :statements"
             )
-            return await conn.scalar(statement) == waiting
+            return await conn.scalar(statement, {"statements": statements}) == waiting
 
-    await eventually(blocked, message=f"{waiting} deliveries blocked on the inbox")
+    await eventually(blocked, message=f"{waiting} of {statements!r} waiting on a lock")
+
+
+async def waiting_on_the_inbox(engine: AsyncEngine, waiting: int) -> None:
+    """Until `waiting` other transactions are blocked on the inbox row's primary key."""
+    await waiting_on_locks(engine, waiting, "INSERT INTO %inbox%")
 
 
 async def test_concurrent_duplicate_deliveries_have_one_effect(
@@ -285,16 +290,7 @@ async def tally_held(
 
 async def statements_waiting(engine: AsyncEngine, waiting: int) -> None:
     """Until `waiting` handler statements wait on a lock (the tally's row, or an inbox row)."""
-
-    async def blocked() -> bool:
-        async with engine.connect() as conn:
-            statement = sa.text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock' AND query LIKE 'WITH first_time%'"
-            )
-            return await conn.scalar(statement) == waiting
-
-    await eventually(blocked, message=f"{waiting} handler statements waiting")
+    await waiting_on_locks(engine, waiting, "WITH first_time%")
 
 
 async def tally_of(engine: AsyncEngine, tallies: sa.Table) -> int:
