@@ -64,9 +64,14 @@ clean: down ## Stop the stack and remove .venv and caches
 demo: up ## Walk one order through the running stack, step by step
 	@$(BIN)/switchyard demo
 
-.PHONY: bench bench-messaging
+.PHONY: bench bench-compare bench-messaging
 bench: install ## Orders through the whole stack: orders/s, latency, CPU per order, raw rates
 	@$(BIN)/python -m bench.pipeline $(BENCH_ARGS)
+
+BASE ?= HEAD
+PAIRS ?= 3
+bench-compare: install ## make bench of BASE (a git revision) and of this tree, turn about
+	@$(BIN)/python -m bench.compare $(BASE) --pairs $(PAIRS) --bench-args="$(BENCH_ARGS)"
 
 bench-messaging: install ## Raw broker and database rates, and the outbox relay against them
 	@$(BIN)/python -m bench.messaging
