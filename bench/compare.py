@@ -6,7 +6,8 @@ A machine's speed drifts by a fifth or more between runs minutes apart, more tha
 move an order's CPU (bench/README.md). So each pair runs BASE and this tree back to back, the
 first of the two alternating from pair to pair, and the tables set their figures side by side,
 with each process's share of all the processes' CPU: the drift moves every process together, so
-a change to one process shows in its share. BASE (HEAD unless given) is any git revision,
+a change to one process shows in its share, once it is larger than the spread the same code
+shows on both sides (bench/README.md, "A thirteenth round"). BASE (HEAD unless given) is any git revision,
 checked out into a worktree of its own and measured by its own `make bench` in its own virtual
 environment; this tree runs as it is on disk, uncommitted changes included.
 """
@@ -160,8 +161,8 @@ def compare(base: str, pairs: list[dict], count: int, bench_args: str) -> None:
             for side in order:
                 pair[side] = run_bench(trees[side], venvs[side], bench_args, log)
                 cpu = _cpu_ms(pair[side])
-                print(f"pair {n}: {side}, " + (f"{cpu:.1f} ms" if cpu else "no figure of")
-                      + " CPU per order")  # fmt: skip
+                shown = f"{cpu:.1f} ms of" if cpu is not None else "no figure of"
+                print(f"pair {n}: {side}, {shown} CPU per order")
             pairs.append(pair)
 
 

@@ -85,8 +85,8 @@ def process_shares(phase: dict) -> str:
     """Each process's CPU as a share of all the processes' CPU, busiest first.
 
     The machine's speed drifts between runs minutes apart, moving every process's figure
-    together; a change to one process shows in its share, which that drift moves far less
-    (bench/README.md, "A twelfth round").
+    together; a change to one process shows in its share, which that drift moves far less: by
+    up to a point between two runs of the same code (bench/README.md, "A thirteenth round").
     """
     cpu = phase["cpu_seconds"]
     total = sum(cpu.values())
