@@ -110,7 +110,7 @@ def pairs_table(pairs: list[dict]) -> Table:
 
 def shares_table(pairs: list[dict]) -> Table:
     """Each process's share of the CPU, base / this tree, pair by pair, and how often it fell."""
-    table = Table(title="each process's share of all the processes' CPU, base / this tree")
+    table = Table(title="each process's share of all the processes' CPU (%), base / this tree")
     table.add_column("process")
     for n in range(1, len(pairs) + 1):
         table.add_column(f"pair {n}", justify="right")
@@ -119,7 +119,7 @@ def shares_table(pairs: list[dict]) -> Table:
     for name in names:
         cells = [(shares(p["base"]).get(name), shares(p["this"]).get(name)) for p in pairs]
         fell = sum(1 for base, this in cells if _lower(this, base))
-        row = [_pair_text(base, this, "{:.1f}%") for base, this in cells]
+        row = [_pair_text(base, this, "{:.1f}") for base, this in cells]
         table.add_row(name, *row, f"{fell} of {len(pairs)}")
     return table
 
