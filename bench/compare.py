@@ -7,9 +7,10 @@ move an order's CPU (bench/README.md). So each pair runs BASE and this tree back
 first of the two alternating from pair to pair, and the tables set their figures side by side,
 with each process's share of all the processes' CPU: the drift moves every process together, so
 a change to one process shows in its share, once it is larger than the spread the same code
-shows on both sides (bench/README.md, "A thirteenth round"). BASE (HEAD unless given) is any git revision,
-checked out into a worktree of its own and measured by its own `make bench` in its own virtual
-environment; this tree runs as it is on disk, uncommitted changes included.
+shows on both sides (bench/README.md, "A thirteenth round"). BASE (HEAD unless given) is any git
+revision, checked out into a worktree of its own; this tree is copied as it is on disk,
+uncommitted changes included; each is measured by its own `make bench` in a virtual
+environment of its own.
 """
 
 from __future__ import annotations
@@ -59,12 +60,38 @@ def checked_out(revision: str) -> Iterator[Path]:
         shutil.rmtree(parent, ignore_errors=True)
 
 
-def run_bench(tree: Path, venv: str, bench_args: str, log: Path) -> dict:
-    """One `make bench` of `tree` on `venv` (its output appended to `log`); the results it wrote."""
+@contextmanager
+def copied(root: Path = HERE) -> Iterator[Path]:
+    """The tree at `root` as it is on disk, in a directory of its own: each file git tracks or
+    would add.
+
+    Both sides then run from a new directory with an environment of their own: run from here,
+    on the environment already in use, this tree's side came out a little apart from the same
+    code in a worktree (bench/README.md, "A thirteenth round").
+    """
+    listed = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=True, capture_output=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    parent = Path(tempfile.mkdtemp(prefix="switchyard-this-"))
+    tree = parent / "tree"
+    try:
+        for name in filter(None, listed):
+            source = root / name
+            if source.is_file():  # a file deleted but not yet staged is listed too
+                (tree / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, tree / name)
+        yield tree
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def run_bench(tree: Path, bench_args: str, log: Path) -> dict:
+    """One `make bench` of `tree` on its own `.venv` (its output appended to `log`); its results."""
     results = tree / "bench" / "results"
     before = set(results.glob("pipeline-*.json"))
     env = {k: v for k, v in os.environ.items() if k not in NOT_PASSED_ON}
-    command = ["make", "-C", str(tree), "bench", f"VENV={venv}", f"BENCH_ARGS={bench_args}"]
+    command = ["make", "-C", str(tree), "bench", "VENV=.venv", f"BENCH_ARGS={bench_args}"]
     with log.open("a") as out:
         bench = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         try:
@@ -153,13 +180,12 @@ def compare(base: str, pairs: list[dict], count: int, bench_args: str) -> None:
     """Append `count` pairs of runs to `pairs`, each as soon as both its runs are done."""
     RESULTS.mkdir(exist_ok=True)
     log = RESULTS / "compare.log"
-    venvs = {"base": ".venv", "this": sys.prefix}  # this tree keeps the environment it runs on
-    with checked_out(base) as base_tree:
-        trees = {"base": base_tree, "this": HERE}
+    with checked_out(base) as base_tree, copied() as this_tree:
+        trees = {"base": base_tree, "this": this_tree}
         for n, order in enumerate(turns(count), 1):
             pair = {"first": order[0]}
             for side in order:
-                pair[side] = run_bench(trees[side], venvs[side], bench_args, log)
+                pair[side] = run_bench(trees[side], bench_args, log)
                 cpu = _cpu_ms(pair[side])
                 shown = f"{cpu:.1f} ms of" if cpu is not None else "no figure of"
                 print(f"pair {n}: {side}, {shown} CPU per order")

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 from rich.console import Console
 
-from bench.compare import CompareError, pairs_table, run_bench, shares, shares_table, turns
+from bench.compare import (
+    CompareError,
+    copied,
+    pairs_table,
+    run_bench,
+    shares,
+    shares_table,
+    turns,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -93,14 +102,14 @@ def test_a_tree_is_benchmarked_on_the_environment_it_is_given_not_the_callers(
     monkeypatch.setenv("VENV", "/elsewhere")
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     monkeypatch.setenv("MAKEFLAGS", "-- VENV=/elsewhere")
-    result = run_bench(tmp_path, ".venv", "--rate 0", tmp_path / "log")
+    result = run_bench(tmp_path, "--rate 0", tmp_path / "log")
     assert result == {"venv": ".venv", "args": "--rate 0", "pythonpath": ""}
 
 
 def test_a_bench_that_writes_no_result_is_refused_in_plain_words(tmp_path):
     (tmp_path / "Makefile").write_text("bench:\n\t@echo no servers here; exit 2\n")
     with pytest.raises(CompareError, match="wrote no pipeline result"):
-        run_bench(tmp_path, ".venv", "", tmp_path / "log")
+        run_bench(tmp_path, "", tmp_path / "log")
     assert "no servers here" in (tmp_path / "log").read_text()
 
 
@@ -109,4 +118,27 @@ def test_a_result_from_an_earlier_run_is_not_taken_for_this_one(tmp_path):
     (tmp_path / "bench" / "results" / "pipeline-0.json").write_text(json.dumps({"old": True}))
     (tmp_path / "Makefile").write_text("bench:\n\t@true\n")
     with pytest.raises(CompareError):
-        run_bench(tmp_path, ".venv", "", tmp_path / "log")
+        run_bench(tmp_path, "", tmp_path / "log")
+
+
+def test_this_tree_is_copied_as_it_is_on_disk_without_what_git_ignores(tmp_path):
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / ".gitignore").write_text(".venv/\n")
+    (tmp_path / "kept.py").write_text("committed")
+    (tmp_path / "gone.py").write_text("committed")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "start")
+    (tmp_path / "kept.py").write_text("changed, not committed")
+    (tmp_path / "gone.py").unlink()
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "new.py").write_text("not added yet")
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "python").write_text("ignored")
+    with copied(tmp_path) as tree:
+        files = sorted(str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file())
+        assert files == [".gitignore", "bench/new.py", "kept.py"]
+        assert (tree / "kept.py").read_text() == "changed, not committed"
+    assert not tree.exists()
