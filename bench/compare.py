@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import RESULTS, save
+from bench.targets import cpu_shares
 
 HERE = Path(__file__).resolve().parents[1]
 # make hands the variables set on its command line (VENV=...) to the makes it runs, through
@@ -114,10 +115,8 @@ def turns(pairs: int) -> Iterator[tuple[str, str]]:
 
 
 def shares(results: dict) -> dict[str, float]:
-    """Each process's CPU in the throughput run as a percentage of all the processes' CPU."""
-    cpu = results.get("throughput", {}).get("cpu_seconds", {})
-    total = sum(cpu.values())
-    return {name: 100 * seconds / total for name, seconds in cpu.items()} if total else {}
+    """Each process's share of all the processes' CPU in the throughput run."""
+    return cpu_shares(results.get("throughput", {}))
 
 
 def pairs_table(pairs: list[dict]) -> Table:

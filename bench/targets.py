@@ -81,19 +81,22 @@ def webhook_outcomes(phase: dict) -> str:
     return f"{outcomes.get('applied', 0)} / {outcomes.get('pending', 0)}"
 
 
-def process_shares(phase: dict) -> str:
-    """Each process's CPU as a share of all the processes' CPU, busiest first.
+def cpu_shares(phase: dict) -> dict[str, float]:
+    """Each process's CPU as a percentage of all the processes' CPU; {} when none was measured.
 
     The machine's speed drifts between runs minutes apart, moving every process's figure
     together; a change to one process shows in its share, which that drift moves far less: by
     up to a point between two runs of the same code (bench/README.md, "A thirteenth round").
     """
-    cpu = phase["cpu_seconds"]
+    cpu = phase.get("cpu_seconds", {})
     total = sum(cpu.values())
-    if not total:
-        return "not measured"
-    busiest = sorted(cpu.items(), key=lambda kv: -kv[1])
-    return ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in busiest)
+    return {name: 100 * seconds / total for name, seconds in cpu.items()} if total else {}
+
+
+def process_shares(phase: dict) -> str:
+    """Each process's share of all the processes' CPU (`cpu_shares`), busiest first."""
+    busiest = sorted(cpu_shares(phase).items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{k} {share:.1f}%" for k, share in busiest) or "not measured"
 
 
 def kernel_shares(phase: dict) -> str:

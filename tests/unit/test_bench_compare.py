@@ -81,10 +81,10 @@ def test_a_share_that_fell_is_counted_even_when_the_whole_rose():
 
 
 def test_a_process_only_one_tree_measured_is_shown_as_missing_on_the_other():
-    pairs = [{"first": "base", "base": run({"orders": 1, "tansu": 1}), "this": run({"orders": 1, "kafka": 1})}]  # fmt: skip
+    pairs = [{"first": "base", "base": run({"orders": 1, "relay": 1}), "this": run({"orders": 1, "kafka": 1})}]  # fmt: skip
     shown = rows(shares_table(pairs))
     assert shown["kafka"] == ["- / 50.0", "0 of 1"]
-    assert shown["tansu"] == ["50.0 / -", "0 of 1"]
+    assert shown["relay"] == ["50.0 / -", "0 of 1"]
 
 
 STUB = """\
