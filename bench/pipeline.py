@@ -46,6 +46,7 @@ from bench.targets import floor_table, judge, report
 from shared.db import make_engine
 from shared.logging import configure_logging
 from shared.outbox import outbox_table
+from switchyard.stack.bootstrap import database_of
 from switchyard.stack.endpoints import Endpoints
 from switchyard.stack.fleet import Fleet
 from switchyard.stack.native import NativeStack
@@ -60,9 +61,9 @@ def process_roots(fleet: Fleet, endpoints) -> dict[str, int]:
 
 
 def server_roots(endpoints) -> dict[str, int]:
-    """The servers' pids, when this stack is native (else their CPU cannot be read)."""
+    """The servers' pids, when they are native processes (else their CPU cannot be read)."""
     roots = {}
-    if endpoints.backend == "native" and endpoints.state:
+    if endpoints.state:
         # postgres, rabbitmq and kafka; in a cluster each broker node by name (kafka-1 ...)
         for name, server in NativeStack(Path(endpoints.state)).servers.items():
             if pid := server.server_pid():
@@ -257,8 +258,9 @@ async def main(args) -> dict:
     console = Console()
     with servers() as endpoints:
         state = Path(tempfile.mkdtemp(prefix="switchyard-bench-fleet-"))
-        fleet = Fleet(state, endpoints, "switchyard", f"bench{uuid.uuid4().hex[:6]}.",
-                      instances=args.instances, settings=BENCH_SETTINGS)  # fmt: skip
+        database, prefix = database_of(endpoints.database_url), f"bench{uuid.uuid4().hex[:6]}."
+        fleet = Fleet(state, endpoints, database, prefix, instances=args.instances,
+                      settings=BENCH_SETTINGS)  # fmt: skip
         try:
             await asyncio.to_thread(fleet.start)
             results = await measure(args, fleet, endpoints, console)

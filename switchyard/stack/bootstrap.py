@@ -20,10 +20,15 @@ def with_database(url: str, database: str) -> str:
     return url.rsplit("/", 1)[0] + "/" + database
 
 
+def database_of(url: str) -> str:
+    """The database a URL names."""
+    return url.rsplit("/", 1)[1].split("?")[0]
+
+
 def service_url(admin_url: str, service: str, database: str | None = None) -> str:
     """The URL a service logs in with: its own role, the shared database."""
     host = admin_url.split("@", 1)[1].rsplit("/", 1)[0]
-    database = database or admin_url.rsplit("/", 1)[1].split("?")[0]
+    database = database or database_of(admin_url)
     return f"postgresql://{service}_service:{service}-dev@{host}/{database}"
 
 
@@ -68,8 +73,7 @@ def migrate(database_url: str, services: tuple[str, ...] = SERVICES) -> None:
 
 def bootstrap(database_url: str) -> None:
     """Everything a fresh server needs; running it again changes nothing."""
-    database = database_url.rsplit("/", 1)[1].split("?")[0]
-    create_database(database_url, database)
+    create_database(database_url, database_of(database_url))
     create_schemas(database_url)
     migrate(database_url)
 
