@@ -121,6 +121,20 @@ class KafkaDeadLetters(Lifecycle):
             return []
         marks = await self._marks(tps)
         self._reader.assign(tps)
+        try:
+            return await self._read(tps, marks, limit)
+        finally:
+            # An assigned partition is fetched in the background, a request every half second
+            # or so, until the next browse: paused, it stays assigned (a replay commits its mark
+            # through it) and costs the broker nothing.
+            self._reader.pause(*tps)
+
+    async def _read(
+        self,
+        tps: list[TopicPartition],
+        marks: dict[TopicPartition, RemovalMark],
+        limit: int | None,
+    ) -> list[DeadLetter]:
         starts = await self._reader.beginning_offsets(tps)
         ends = await self._reader.end_offsets(tps)
         found: list[DeadLetter] = []

@@ -3,6 +3,8 @@ by the `switchyard-dlq` group's mark, in order or not."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -93,3 +95,30 @@ async def test_kafka_replay_without_an_ack_leaves_the_record_parked(kafka, names
             await dead_letters.replay(parked)
     async with KafkaDeadLetters(kafka.bootstrap, prefix=names) as dead_letters:
         assert [d.id for d in await dead_letters.browse([TOPIC])] == [envelope.id]
+
+
+async def test_a_browse_leaves_its_reader_asking_the_broker_for_nothing(kafka, names):
+    # The age gauge browses every few seconds in every service: a reader that went on fetching
+    # its partitions in between would cost the broker two requests a second each, for nothing.
+    await kafka.ensure_topics({TOPIC: 1})
+    parked = event("user.deleted")
+    await park_in_kafka(kafka, names, parked)
+
+    async with KafkaDeadLetters(kafka.bootstrap, prefix=names) as dead_letters:
+        client = dead_letters._reader._client
+        fetches = []
+        send = client.send
+
+        async def counted(node_id, request, **kwargs):
+            if type(request).__name__.startswith("FetchRequest"):
+                fetches.append(request)
+            return await send(node_id, request, **kwargs)
+
+        client.send = counted
+        [letter] = await dead_letters.browse([TOPIC])
+        assert fetches  # the browse itself read the partition
+        read = len(fetches)
+        await asyncio.sleep(1.5)  # three of the fetcher's half-second waits, had it gone on
+        assert len(fetches) == read
+        await dead_letters.replay(letter)  # the mark still commits through the idle reader
+        assert await dead_letters.browse([TOPIC]) == []
