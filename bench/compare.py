@@ -31,6 +31,7 @@ from rich.table import Table
 
 from bench.common import RESULTS, save
 from bench.targets import cpu_shares
+from switchyard.stack.control import STATE
 
 HERE = Path(__file__).resolve().parents[1]
 # make hands the variables set on its command line (VENV=...) to the makes it runs, through
@@ -92,6 +93,8 @@ def run_bench(tree: Path, bench_args: str, log: Path) -> dict:
     results = tree / "bench" / "results"
     before = set(results.glob("pipeline-*.json"))
     env = {k: v for k, v in os.environ.items() if k not in NOT_PASSED_ON}
+    # Either side finds this checkout's `make up` (its servers' pids) where it is, not in its copy.
+    env.setdefault("SWITCHYARD_STATE_DIR", str(STATE))
     command = ["make", "-C", str(tree), "bench", "VENV=.venv", f"BENCH_ARGS={bench_args}"]
     with log.open("a") as out:
         bench = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)

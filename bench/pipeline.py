@@ -258,9 +258,9 @@ async def main(args) -> dict:
     console = Console()
     with servers() as endpoints:
         state = Path(tempfile.mkdtemp(prefix="switchyard-bench-fleet-"))
-        database, prefix = database_of(endpoints.database_url), f"bench{uuid.uuid4().hex[:6]}."
-        fleet = Fleet(state, endpoints, database, prefix, instances=args.instances,
-                      settings=BENCH_SETTINGS)  # fmt: skip
+        database = database_of(endpoints.database_url)  # the benchmark's own: bench.common
+        fleet = Fleet(state, endpoints, database, f"bench{uuid.uuid4().hex[:6]}.",
+                      instances=args.instances, settings=BENCH_SETTINGS)  # fmt: skip
         try:
             await asyncio.to_thread(fleet.start)
             results = await measure(args, fleet, endpoints, console)

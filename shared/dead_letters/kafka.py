@@ -125,8 +125,9 @@ class KafkaDeadLetters(Lifecycle):
             return await self._read(tps, marks, limit)
         finally:
             # An assigned partition is fetched in the background, a request every half second
-            # or so, until the next browse: paused, it stays assigned (a replay commits its mark
-            # through it) and costs the broker nothing.
+            # or so, until the next browse: paused, it stays assigned (a replay or purge of what
+            # this browse found commits its mark through it, until a browse of other topics)
+            # and costs the broker nothing.
             self._reader.pause(*tps)
 
     async def _read(

@@ -17,7 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def with_database(url: str, database: str) -> str:
-    return url.rsplit("/", 1)[0] + "/" + database
+    """The same URL naming another database (its options, `?sslmode=...`, kept)."""
+    base, question, options = url.partition("?")
+    return base.rsplit("/", 1)[0] + "/" + database + question + options
 
 
 def database_of(url: str) -> str:

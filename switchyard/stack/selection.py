@@ -62,19 +62,21 @@ def open_stack(
 
 @contextmanager
 def test_stack(
-    state: Path, env: Mapping[str, str] = os.environ, *, nodes: int = 1
+    state: Path, env: Mapping[str, str] = os.environ, *, nodes: int = 1, bootstrap: bool = True
 ) -> Iterator[Endpoints]:
-    """Servers for one test session, bootstrapped, and stopped afterwards if we started them.
+    """Servers for one test session, bootstrapped (unless `bootstrap` is False: a caller that
+    makes a database of its own), and stopped afterwards if we started them.
 
     A cluster (`nodes` 3) is always the native stack's own processes.
     """
-    from switchyard.stack.bootstrap import bootstrap
+    from switchyard.stack import bootstrap as setup
 
     backend = "native" if nodes > 1 else choose_backend(env, for_tests=True)
     stack = open_stack(backend, state, for_tests=True, env=env, nodes=nodes)
     try:
         endpoints, _ = stack.start()
-        bootstrap(endpoints.database_url)
+        if bootstrap:
+            setup.bootstrap(endpoints.database_url)
         yield endpoints
     finally:
         stack.stop()

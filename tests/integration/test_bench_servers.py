@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 async def test_a_benchmark_on_running_servers_works_in_a_database_of_its_own(stack, monkeypatch):
     # The session's servers stand in for a `make up`: their URLs in the environment.
-    for variable in ("TEST_DATABASE_URL", "TEST_AMQP_URL", "TEST_KAFKA_BOOTSTRAP_SERVERS"):
+    for variable in ("STACK", "TEST_DATABASE_URL", "TEST_AMQP_URL", "TEST_KAFKA_BOOTSTRAP_SERVERS"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("DATABASE_URL", stack.database_url)
     monkeypatch.setenv("AMQP_URL", stack.amqp_url)

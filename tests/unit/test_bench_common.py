@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.common import percentiles, with_make_up_state
+import bench.common
+from bench.common import own_database, percentiles, with_make_up_state
 from switchyard.stack import control
 from switchyard.stack.endpoints import Endpoints
 
@@ -47,3 +48,17 @@ def test_other_servers_get_no_state(make_up, recorded, given):
 def test_one_sample_has_percentiles_of_its_own():
     assert percentiles([5.0]) == {"p50": 5.0, "p95": 5.0, "p99": 5.0, "max": 5.0, "n": 1}
     assert percentiles([]) == {}
+
+
+def test_a_database_whose_migrations_fail_is_dropped(monkeypatch):
+    dropped = []
+
+    def fails(url: str) -> None:
+        raise RuntimeError("migrations of orders failed")
+
+    monkeypatch.setattr(bench.common, "bootstrap", fails)
+    monkeypatch.setattr(bench.common, "drop_database", lambda url, name: dropped.append(name))
+    with pytest.raises(RuntimeError), own_database(Endpoints("external", *URLS)):
+        pass
+    assert len(dropped) == 1
+    assert dropped[0].startswith("bench_")

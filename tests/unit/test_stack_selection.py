@@ -3,7 +3,7 @@
 import pytest
 
 from switchyard.stack.backends import Compose, Containers, External, Native
-from switchyard.stack.bootstrap import service_url
+from switchyard.stack.bootstrap import database_of, service_url, with_database
 from switchyard.stack.processes import StackError
 from switchyard.stack.selection import choose_backend, external_endpoints, open_stack
 
@@ -90,3 +90,9 @@ def test_external_stack_hands_over_the_environment_and_starts_nothing(tmp_path):
     )
     with pytest.raises(StackError, match=r"\[TEST_\]AMQP_URL"):
         open_stack("external", tmp_path, for_tests=True, env={}).start()
+
+
+def test_another_database_keeps_the_urls_options():
+    url = with_database("postgresql://admin:pw@db:5432/switchyard?sslmode=require", "bench_1")
+    assert url == "postgresql://admin:pw@db:5432/bench_1?sslmode=require"
+    assert database_of(url) == "bench_1"
