@@ -46,13 +46,10 @@ def servers() -> Iterator[Endpoints]:
 def with_make_up_state(endpoints: Endpoints) -> Endpoints:
     """URLs that are this checkout's native `make up`: with its state directory, where the
     servers' pids are, so their CPU is counted as on a private stack."""
-    from switchyard.stack.control import STATE
+    from switchyard.stack.control import saved_endpoints
 
-    saved = STATE / "endpoints.json"
-    if endpoints.backend != "external" or not saved.exists():
-        return endpoints
-    up = Endpoints.load(saved)
-    if up.backend == "native" and _server_urls(up) == _server_urls(endpoints):
+    up = saved_endpoints() if endpoints.backend == "external" else None
+    if up and up.backend == "native" and _server_urls(up) == _server_urls(endpoints):
         return replace(endpoints, state=up.state)
     return endpoints
 

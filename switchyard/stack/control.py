@@ -31,7 +31,8 @@ PREFERRED_PORTS = {
 }
 
 
-def _saved() -> Endpoints | None:
+def saved_endpoints() -> Endpoints | None:
+    """The endpoints of the stack `make up` last started from this state directory, if any."""
     path = STATE / "endpoints.json"
     return Endpoints.load(path) if path.exists() else None
 
@@ -52,7 +53,7 @@ def up(nodes: int | None = None) -> tuple[Endpoints, float, list[str]]:
     `nodes` 3 starts cluster mode (native only); by default a running stack keeps its size.
     """
     began = time.monotonic()
-    saved = _saved()
+    saved = saved_endpoints()
     if saved:
         backend = saved.backend
     else:
@@ -70,7 +71,7 @@ def up(nodes: int | None = None) -> tuple[Endpoints, float, list[str]]:
 
 def service_processes() -> list[ServiceProcess]:
     """The services this checkout has, as local processes (none when compose runs them)."""
-    saved = _saved()
+    saved = saved_endpoints()
     if saved is not None and saved.backend == "docker":
         return []
     return [
@@ -96,7 +97,7 @@ def start_services(endpoints: Endpoints) -> list[str]:
 
 def down() -> str:
     """Stop exactly what `up` started, even after a crash, and forget it."""
-    saved = _saved()
+    saved = saved_endpoints()
     backend = saved.backend if saved else ("native" if (STATE / "ports.json").exists() else None)
     if backend is None:
         return "nothing to stop"
@@ -122,7 +123,7 @@ def logs() -> dict[str, Path]:
 
 
 def current() -> Endpoints:
-    saved = _saved()
+    saved = saved_endpoints()
     if saved is None:
         raise StackError("no stack is running here: run `make up`")
     return saved
