@@ -161,7 +161,10 @@ class Database:
                 return conn
             except Exception as error:  # whatever it is, this connection cannot be trusted
                 log.info("db.stale_connection_closed", error=repr(error))
-                conn.terminate()  # the pool opens a new one in its place
+                # A connection lost during the ping may be taken back by asyncpg before this
+                # line runs; releasing it again is then nothing, terminating it would raise.
+                if not _gone(conn):
+                    conn.terminate()  # the pool opens a new one in its place
                 await pool.release(conn)
             except BaseException:
                 await pool.release(conn)

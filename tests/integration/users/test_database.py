@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 import sqlalchemy as sa
+from yarl import URL
 
 from shared.db import Database, broken_rule, is_statement_timeout
 from shared.runtime import Runtime
 from tests.integration.users.probes import count, outbox_types
 from tests.support.eventually import eventually
+from tests.support.proxy import TcpProxy
 from users import db, handlers
 from users.app import wiring
 from users.domain import EmailTaken
@@ -182,6 +184,39 @@ async def test_pool_recovers_after_an_idle_connection_is_killed(users_settings, 
     finally:
         await database.close()
     assert await count(admin, db.users) == 1
+
+
+async def test_a_connection_lost_during_the_ping_is_replaced(users_settings, admin):
+    # The connection dies while the pool's ping waits for its answer: asyncpg takes the lost
+    # connection back on its own before the ping's error arrives, and the pool still opens
+    # another one for the same transaction.
+    url = URL(users_settings().database_url)
+    async with TcpProxy(url.host, url.port) as proxy:
+        database = Database(proxy.carrying(str(url)), size=1, ping_after_idle=0)
+        try:
+            victim = await backend_pid(database)
+            proxy.hold_replies()
+            work = asyncio.create_task(register(database, "pinged@example.com"))
+
+            async def pinged() -> bool:  # the server ran the ping; its answer is held
+                async with admin.connect() as conn:
+                    query = sa.text("SELECT query FROM pg_stat_activity WHERE pid = :pid")
+                    return await conn.scalar(query, {"pid": victim}) == "SELECT 1"
+
+            await eventually(pinged, message="the ping reached the server")
+            proxy.cut()
+            proxy.restore()
+            proxy.release_replies()
+            await asyncio.wait_for(work, 10)
+            assert await backend_pid(database) != victim
+        finally:
+            await database.close()
+    assert await count(admin, db.users) == 1
+
+
+async def register(database: Database, email: str) -> None:
+    async with database.transaction() as tx:
+        await handlers.register_user(tx, email=email, name="Someone")
 
 
 async def test_a_connection_the_server_closed_is_replaced_before_use(users_settings, admin):
