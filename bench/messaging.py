@@ -17,6 +17,7 @@ import aio_pika
 import asyncpg
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from rich.console import Console
 from rich.table import Table
 
@@ -53,13 +54,20 @@ async def rabbit_raw(amqp_url: str, n: int) -> dict:
             "confirmed_batches_of_500_per_s": rate(n, batched.seconds)}  # fmt: skip
 
 
-async def kafka_raw(bootstrap: str, n: int) -> dict:
+async def kafka_raw(bootstrap: str, replication: tuple[int, int], n: int) -> dict:
     """acks=all produces: send_and_wait one at a time, then send() all and flush."""
+    topic, body, (replicas, insync) = f"bench.{uuid.uuid4().hex[:6]}", b"x" * 400, replication
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:  # made before the first send: a producer that finds no topic logs an error for it
+        configs = {"min.insync.replicas": str(insync)}  # as the services' topics have
+        await admin.create_topics([NewTopic(topic, 1, replicas, topic_configs=configs)])
+    finally:
+        await admin.close()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
-    topic, body = f"bench.{uuid.uuid4().hex[:6]}", b"x" * 400
     try:
-        await producer.send_and_wait(topic, body, key=b"warm-up")  # topic auto-creation
+        await producer.send_and_wait(topic, body, key=b"warm-up")
         with Stopwatch() as one:
             for i in range(n):
                 await producer.send_and_wait(topic, body, key=str(i).encode())
@@ -176,7 +184,7 @@ async def main(rows: int) -> dict:
         await engine.dispose()
         results = {
             "rabbitmq": await rabbit_raw(endpoints.amqp_url, rows),
-            "kafka": await kafka_raw(endpoints.kafka_bootstrap, rows),
+            "kafka": await kafka_raw(endpoints.kafka_bootstrap, endpoints.kafka_replication, rows),
             "postgres": await database_raw(endpoints.database_url, table, rows),
             "relay_under_load": await relay_run(endpoints, table, rows, spaced_ms=None),
             "relay_idle": await relay_run(endpoints, table, 200, spaced_ms=20),

@@ -247,7 +247,7 @@ async def parts(endpoints, n: int) -> dict:
     return {
         "raw": {
             "rabbitmq": await rabbit_raw(endpoints.amqp_url, n),
-            "kafka": await kafka_raw(endpoints.kafka_bootstrap, n),
+            "kafka": await kafka_raw(endpoints.kafka_bootstrap, endpoints.kafka_replication, n),
             "postgres": await database_raw(endpoints.database_url, table, n),
         },
         "outbox_idle": idle,
