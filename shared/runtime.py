@@ -89,6 +89,8 @@ class Runtime:
 
     async def _start_consumers(self) -> None:
         w = self.wiring
+        if w.kafka:
+            await self.kafka.until_coordinated([sub.group for sub in w.kafka])
         for sub in w.rabbit:
             dispatcher = Dispatcher(sub.queue, sub.handlers, self.database, w.inbox)
             consumer = await self.rabbit.consume(sub.queue, dispatcher, retry=self.rabbit_retry)

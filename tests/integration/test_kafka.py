@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -95,6 +96,29 @@ async def test_published_envelope_arrives_intact_with_key_and_headers(bus, start
         "traceparent": "00-abc-def-01",
     }
     assert first.value == encode(by_subject)
+
+
+async def test_a_member_reads_new_topics_at_once_with_no_request_refused(bus, names, caplog):
+    # A new topic's partitions take a moment to learn their leaders, and a new cluster to make
+    # its offsets topic; a member that asks before then is refused, and aiokafka logs each
+    # refusal as an error. After the runtime's two waits, a member joins with nothing refused.
+    topics = [f"fresh{n}.events" for n in range(4)]
+    await bus.until_coordinated(["fresh"])
+    await bus.ensure_topics(dict.fromkeys(topics, 3))  # the member asks for offsets right after
+    handled: list[str] = []
+
+    async def handle(envelope: Envelope) -> None:
+        handled.append(envelope.subject)
+
+    member = await bus.consume(topics, "fresh", handle, retry=QUICK_RETRY)
+    try:
+        for topic in topics:
+            await bus.publish(Channel.kafka(topic), order_event(topic))
+        await eventually(lambda: sorted(handled) == topics, message="one record of each topic")
+    finally:
+        await member.stop()
+    refused = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert refused == []
 
 
 async def test_one_keys_records_share_a_partition_and_are_handled_in_order(
