@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Collection, Mapping, Sequence
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -16,15 +14,13 @@ from shared.handlers import Receiver
 from shared.kafka.config import DEAD_LETTER_SUFFIX, GroupTimings, Headers
 from shared.kafka.consumer import KafkaConsumer
 from shared.kafka.producer import RecordProducer
+from shared.kafka.settle import until_groups_coordinated, until_topics_served
 from shared.lifecycle import Lifecycle
 from shared.metrics import MESSAGES_PUBLISHED
 from shared.retry import RetryPolicy
 from shared.tracing import publishing
 
 log = structlog.get_logger(__name__)
-
-_ASK_AGAIN_AFTER = 0.1  # seconds between asks, while the broker makes a topic
-_TOPIC_TIMEOUT = 30.0  # seconds for a new topic to be known with its leaders
 
 
 class KafkaBus(Lifecycle):
@@ -77,57 +73,25 @@ class KafkaBus(Lifecycle):
             for suffix in ("", DEAD_LETTER_SUFFIX)
         ]
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
-        await admin.start()
         try:
+            await admin.start()
             response = await admin.create_topics(wanted)
-            for topic, code, *message in response.topic_errors:
-                if code not in (0, TopicAlreadyExistsError.errno):
-                    raise KafkaError(f"cannot create topic {topic}: error {code} {message}")
-            created = {topic for topic, code, *_ in response.topic_errors if code == 0}
-            if created:
-                await _until_known(admin, created)
         finally:
             await admin.close()
-        if created:
-            await self._until_led([t for t in wanted if t.name in created])
+        for topic, code, *message in response.topic_errors:
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise KafkaError(f"cannot create topic {topic}: error {code} {message}")
+        # Made by this service or by another one a moment ago: either way, they may not answer yet.
+        served = {topic.name: topic.num_partitions for topic in wanted}
+        await until_topics_served(self.bootstrap, served, client_id=self.client_id)
         log.info("kafka.topics_ensured", topics=[t.name for t in wanted])
 
-    async def until_coordinated(self, groups: Collection[str], timeout: float = 30.0) -> None:
-        """Wait until the cluster names a coordinator for each of the logical `groups`.
-
-        On a new cluster the first group to ask makes the broker create its offsets topic; a
-        consumer that asks meanwhile is refused, tries again, and aiokafka logs each refusal as
-        an error. Asked here, consumers start on a cluster that coordinates them.
-        """
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
-        await admin.start()
-        try:
-            async with asyncio.timeout(timeout):
-                for group in groups:
-                    while True:
-                        try:
-                            await admin.find_coordinator(self.name(group))
-                            break
-                        except KafkaError as error:
-                            if not error.retriable:
-                                raise
-                            await asyncio.sleep(_ASK_AGAIN_AFTER)
-        finally:
-            await admin.close()
-
-    async def _until_led(self, topics: Sequence[NewTopic]) -> None:
-        # Known to the cluster, a new topic's partitions take a moment more to learn their
-        # leaders. A consumer that asks one for offsets before then is refused, tries again,
-        # and aiokafka logs each refusal as an error; asked here, the refusal is retried
-        # quietly, and consumers start on topics that answer.
-        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, client_id=self.client_id)
-        await reader.start()
-        try:
-            await reader.end_offsets(
-                [TopicPartition(t.name, p) for t in topics for p in range(t.num_partitions)]
-            )
-        finally:
-            await reader.stop()
+    async def until_coordinated(self, groups: Collection[str]) -> None:
+        """Wait, a bounded while, until the cluster names a coordinator for each of the logical
+        `groups` (on a new cluster, the first group to ask makes the broker create its offsets
+        topic); consumers started after it join without a refusal logged."""
+        names = [self.name(group) for group in groups]
+        await until_groups_coordinated(self.bootstrap, names, client_id=self.client_id)
 
     async def publish(
         self,
@@ -183,20 +147,3 @@ class KafkaBus(Lifecycle):
         )
         await consumer.start()
         return consumer
-
-
-async def _until_known(admin: AIOKafkaAdminClient, topics: Collection[str]) -> None:
-    """Until the cluster's metadata has every partition of `topics` with a leader: a broker
-    learns of a topic a moment after its creation is acknowledged, and aiokafka logs every
-    client's question about a topic it does not know yet as an error."""
-    async with asyncio.timeout(_TOPIC_TIMEOUT):
-        while True:
-            described = await admin.describe_topics(list(topics))
-            if all(
-                topic["error_code"] == 0
-                and topic["partitions"]
-                and all(p["error_code"] == 0 and p["leader"] >= 0 for p in topic["partitions"])
-                for topic in described
-            ):
-                return
-            await asyncio.sleep(_ASK_AGAIN_AFTER)

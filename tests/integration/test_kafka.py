@@ -20,6 +20,7 @@ from shared.channels import Channel
 from shared.envelope import Envelope, encode, new_envelope
 from shared.errors import DependencyUnavailable, PermanentError, PublishError, TransientError
 from shared.kafka import KafkaBus, KafkaConsumer
+from shared.kafka.settle import until_topics_served
 from shared.retry import RetryPolicy
 from tests.support.eventually import eventually
 from tests.support.kafka_probe import committed, header_map, read_records, record_count
@@ -101,7 +102,8 @@ async def test_published_envelope_arrives_intact_with_key_and_headers(bus, start
 async def test_a_member_reads_new_topics_at_once_with_no_request_refused(bus, names, caplog):
     # A new topic's partitions take a moment to learn their leaders, and a new cluster to make
     # its offsets topic; a member that asks before then is refused, and aiokafka logs each
-    # refusal as an error. After the runtime's two waits, a member joins with nothing refused.
+    # refusal as an error. After the two waits, a member joins with nothing refused (the
+    # topics are made last, so the member asks for their offsets the moment they are served).
     topics = [f"fresh{n}.events" for n in range(4)]
     await bus.until_coordinated(["fresh"])
     await bus.ensure_topics(dict.fromkeys(topics, 3))  # the member asks for offsets right after
@@ -119,6 +121,18 @@ async def test_a_member_reads_new_topics_at_once_with_no_request_refused(bus, na
         await member.stop()
     refused = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert refused == []
+
+
+async def test_topics_that_do_not_answer_are_waited_for_a_bounded_while(bus, names):
+    # Asked for two partitions of a topic that has one, the wait can never be met: it gives up
+    # at its deadline (with a warning), and the service starts as it would have without it.
+    await bus.ensure_topics({"single.events": 1})
+    topic = names + "single.events"
+
+    served = await until_topics_served(bus.bootstrap, {topic: 2}, client_id="test", timeout=0.5)
+
+    assert served is False
+    assert await until_topics_served(bus.bootstrap, {topic: 1}, client_id="test") is True
 
 
 async def test_one_keys_records_share_a_partition_and_are_handled_in_order(
