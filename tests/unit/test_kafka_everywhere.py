@@ -51,6 +51,7 @@ def test_broker_properties_has_the_settings_every_path_shares():
     assert settings["offsets.topic.replication.factor"] == "1"
     assert settings["group.initial.rebalance.delay.ms"] == "0"
     assert settings["group.min.session.timeout.ms"] == "1000"
+    assert settings["auto.create.topics.enable"] == "false"
     assert not any(key.startswith("#") or not key for key in settings)
 
 
