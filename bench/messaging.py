@@ -17,7 +17,6 @@ import aio_pika
 import asyncpg
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from rich.console import Console
 from rich.table import Table
 
@@ -26,7 +25,6 @@ from shared.channels import Channel
 from shared.db import Database, make_engine, quoted
 from shared.envelope import new_envelope
 from shared.kafka import KafkaBus
-from shared.kafka.settle import until_topics_served
 from shared.logging import configure_logging
 from shared.outbox import add_to_outbox, outbox_table
 from shared.outbox_relay import OutboxRelay
@@ -57,18 +55,15 @@ async def rabbit_raw(amqp_url: str, n: int) -> dict:
 
 async def kafka_raw(bootstrap: str, replication: tuple[int, int], n: int) -> dict:
     """acks=all produces: send_and_wait one at a time, then send() all and flush."""
-    topic, body, (replicas, insync) = f"bench.{uuid.uuid4().hex[:6]}", b"x" * 400, replication
-    # Made, and served, before the first send: a producer that finds no topic logs an error.
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        await admin.start()
-        configs = {"min.insync.replicas": str(insync)}  # as the services' topics have
-        response = await admin.create_topics([NewTopic(topic, 1, replicas, topic_configs=configs)])
-    finally:
-        await admin.close()
-    if code := response.topic_errors[0][1]:
-        raise RuntimeError(f"cannot create {topic}: error {code}")
-    await until_topics_served(bootstrap, {topic: 1}, client_id="bench")
+    (replicas, insync), body = replication, b"x" * 400
+    # Made, and served, before the first send (a producer that finds no topic logs an error), as
+    # the services make theirs: with their replication, and a dead-letter twin nobody uses here.
+    bus = KafkaBus(
+        bootstrap, prefix="bench.", replication_factor=replicas, min_insync_replicas=insync
+    )
+    logical = uuid.uuid4().hex[:6]
+    await bus.ensure_topics({logical: 1})
+    topic = bus.name(logical)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
