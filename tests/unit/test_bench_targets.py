@@ -77,3 +77,22 @@ def test_each_process_share_of_the_whole_is_shown_busiest_first():
     phase = {"cpu_seconds": {"users": 1.0, "orders": 3.0, "postgres": 4.0}}
     assert process_shares(phase) == "postgres 50.0%, orders 37.5%, users 12.5%"
     assert process_shares({"cpu_seconds": {"orders": 0.0}}) == "not measured"
+
+
+def test_the_best_the_machine_allows_is_the_floor_on_every_core():
+    made_up = results(orders_per_s=70, idle_p99=1, cpu_ms=22) | {"floor": {"ms_per_order": 8}}
+    made_up["throughput"] |= {"paid": 1000, "load_generator_cpu_seconds": 2.0}
+    judged = judge(made_up, cores=2)
+    # Two cores: 2,000 ms of CPU a second, 8 ms for the parts and 2 for the load generator.
+    assert judged["ceiling"]["orders_per_s"] == 200
+    assert judged["ceiling"]["orders_per_s_without_load_generator"] == 250
+    best = {t["measure"]: t["best_here"] for t in judged["targets"]}
+    assert best["orders/s, POST to paid"] == 200
+    assert best["CPU ms per order, all processes"] == 8
+    assert best["outbox commit to confirm p99 ms, idle"] is None
+
+
+def test_without_a_floor_nothing_is_said_of_the_best_the_machine_allows():
+    judged = judge(results(orders_per_s=70, idle_p99=1), cores=2)
+    assert "ceiling" not in judged
+    assert all(t["best_here"] is None for t in judged["targets"])
