@@ -3,7 +3,7 @@
 On a new cluster or a new topic, Kafka refuses some questions for a moment: a topic its broker
 does not know yet (CreateTopics is acknowledged before every broker has the record), a
 partition that has not yet learned its leader, a group whose coordinator lives in an offsets
-topic the broker is still making. aiokafka retries each, and logs each refusal as an error. The
+topic the broker is still making or loading. aiokafka retries each, and logs each refusal. The
 waits below ask the same questions where "not yet" is quiet. They are bounded and best effort:
 past the deadline the consumers start anyway and retry as they always did.
 """
@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, for_code
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +42,8 @@ async def until_topics_served(
 async def until_groups_coordinated(
     bootstrap: str, groups: Collection[str], *, client_id: str, timeout: float = SETTLE_WITHIN
 ) -> bool:
-    """Until the cluster names a coordinator for each group; whether it did within `timeout`."""
+    """Until the cluster names a coordinator for each group and that coordinator serves it;
+    whether it did within `timeout`."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
     try:
         async with asyncio.timeout(timeout):
@@ -50,7 +51,18 @@ async def until_groups_coordinated(
             for group in groups:
 
                 async def coordinated(group: str = group) -> bool:
-                    await admin.find_coordinator(group)  # raises while there is none
+                    node = await admin.find_coordinator(group)  # raises while there is none
+                    # Named, a coordinator may still be loading the offsets partition that holds
+                    # the group, and refuses a join until it has (the member logs "Marking the
+                    # coordinator dead" at each refusal); a description of the group it answers
+                    # without an error says it has. One group a request: aiokafka misreads the
+                    # second group of an answer.
+                    [answer] = await admin.describe_consumer_groups(
+                        [group], group_coordinator_id=node
+                    )
+                    for error_code, *_ in answer.groups:
+                        if error_code:
+                            raise for_code(error_code)()  # asked again while it is retriable
                     return True
 
                 await _asked_until_answered(coordinated)

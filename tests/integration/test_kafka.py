@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +22,8 @@ from shared.errors import DependencyUnavailable, PermanentError, PublishError, T
 from shared.kafka import KafkaBus, KafkaConsumer
 from shared.kafka.settle import until_topics_served
 from shared.retry import RetryPolicy
+from switchyard.stack.processes import free_port
+from switchyard.stack.servers import Kafka
 from tests.support.eventually import eventually
 from tests.support.kafka_probe import committed, header_map, read_records, record_count
 from tests.support.services import QUICK_GROUPS
@@ -120,6 +122,43 @@ async def test_a_member_reads_new_topics_at_once_with_no_request_refused(bus, na
     finally:
         await member.stop()
     refused = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert refused == []
+
+
+@pytest.fixture
+def new_cluster(stack, tmp_path_factory) -> Iterator[str]:
+    """A Kafka node of its own, just formatted: no group has asked for a coordinator yet."""
+    if stack.backend != "native":
+        pytest.skip(f"a private Kafka node runs from the native stack's jars, not {stack.backend}")
+    node = Kafka(tmp_path_factory.mktemp("new-cluster"), free_port(), free_port())
+    node.start()
+    try:
+        yield node.bootstrap
+    finally:
+        node.stop()
+
+
+async def test_the_first_member_of_a_new_cluster_joins_with_nothing_refused(new_cluster, caplog):
+    # On a new cluster the first group makes the broker create its offsets topic, whose
+    # partitions the coordinator then loads; a member that joins before then is refused, and
+    # aiokafka logs each refusal ("Marking the coordinator dead", a warning). After the waits,
+    # the first member joins and reads with no warning logged.
+    caplog.set_level(logging.WARNING)
+    async with KafkaBus(new_cluster, prefix="new.", group_timings=QUICK_GROUPS) as bus:
+        await bus.ensure_topics({"orders.events": 3})
+        await bus.until_coordinated(["users"])
+        handled: list[str] = []
+
+        async def handle(envelope: Envelope) -> None:
+            handled.append(envelope.subject)
+
+        member = await bus.consume(["orders.events"], "users", handle, retry=QUICK_RETRY)
+        try:
+            await bus.publish(ORDERS, order_event("order-1"))
+            await eventually(lambda: handled == ["order-1"], message="the record read")
+        finally:
+            await member.stop()
+    refused = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert refused == []
 
 
