@@ -87,9 +87,10 @@ class KafkaBus(Lifecycle):
         log.info("kafka.topics_ensured", topics=[t.name for t in wanted])
 
     async def until_coordinated(self, groups: Collection[str]) -> None:
-        """Wait, a bounded while, until the cluster names a coordinator for each of the logical
-        `groups` (on a new cluster, the first group to ask makes the broker create its offsets
-        topic); consumers started after it join without a refusal logged."""
+        """Wait, a bounded while, until each of the logical `groups` has a coordinator that has
+        loaded it (on a new cluster, the first group to ask makes the broker create its offsets
+        topic, whose partitions are then loaded); consumers started after it join without a
+        refusal logged."""
         names = [self.name(group) for group in groups]
         await until_groups_coordinated(self.bootstrap, names, client_id=self.client_id)
 
