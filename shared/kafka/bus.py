@@ -86,13 +86,13 @@ class KafkaBus(Lifecycle):
         await until_topics_served(self.bootstrap, served, client_id=self.client_id)
         log.info("kafka.topics_ensured", topics=[t.name for t in wanted])
 
-    async def until_coordinated(self, groups: Collection[str]) -> None:
+    async def until_coordinated(self, groups: Collection[str]) -> bool:
         """Wait, a bounded while, until each of the logical `groups` has a coordinator that has
         loaded it (on a new cluster, the first group to ask makes the broker create its offsets
         topic, whose partitions are then loaded); consumers started after it join without a
-        refusal logged."""
+        refusal logged. Whether they did: past the bound the consumers start all the same."""
         names = [self.name(group) for group in groups]
-        await until_groups_coordinated(self.bootstrap, names, client_id=self.client_id)
+        return await until_groups_coordinated(self.bootstrap, names, client_id=self.client_id)
 
     async def publish(
         self,

@@ -92,7 +92,17 @@ def test_the_best_the_machine_allows_is_the_floor_on_every_core():
     assert best["outbox commit to confirm p99 ms, idle"] is None
 
 
-def test_without_a_floor_nothing_is_said_of_the_best_the_machine_allows():
-    judged = judge(results(orders_per_s=70, idle_p99=1), cores=2)
-    assert "ceiling" not in judged
-    assert all(t["best_here"] is None for t in judged["targets"])
+def test_without_the_load_generator_s_figure_the_best_is_the_floor_alone():
+    made_up = results(orders_per_s=70, idle_p99=1, cpu_ms=22) | {"floor": {"ms_per_order": 8}}
+    judged = judge(made_up, cores=2)
+    assert judged["ceiling"]["orders_per_s"] == 250
+    assert judged["ceiling"]["load_generator_ms_per_order"] is None
+
+
+def test_nothing_is_said_of_the_best_the_machine_allows_without_a_whole_floor():
+    without = judge(results(orders_per_s=70, idle_p99=1), cores=2)
+    uncounted = {"floor": {"ms_per_order": 5, "servers_not_counted": ["kafka"]}}
+    partial = judge(results(orders_per_s=70, idle_p99=1) | uncounted, cores=2)
+    for judged in (without, partial):
+        assert "ceiling" not in judged
+        assert all(t["best_here"] is None for t in judged["targets"])
