@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 
 import structlog
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.channels import Channel
 from shared.envelope import CONTENT_TYPE, Envelope, encode
 from shared.handlers import Receiver
-from shared.kafka.config import DEAD_LETTER_SUFFIX, GroupTimings, Headers
+from shared.kafka.config import DEAD_LETTER_SUFFIX, GroupTimings, Headers, admin_client
 from shared.kafka.consumer import KafkaConsumer
 from shared.kafka.producer import RecordProducer
 from shared.kafka.settle import until_groups_coordinated, until_topics_served
@@ -72,12 +72,8 @@ class KafkaBus(Lifecycle):
             for name, count in partitions.items()
             for suffix in ("", DEAD_LETTER_SUFFIX)
         ]
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=self.client_id)
-        try:
-            await admin.start()
+        async with admin_client(self.bootstrap, self.client_id) as admin:
             response = await admin.create_topics(wanted)
-        finally:
-            await admin.close()
         for topic, code, *message in response.topic_errors:
             if code not in (0, TopicAlreadyExistsError.errno):
                 raise KafkaError(f"cannot create topic {topic}: error {code} {message}")

@@ -1,10 +1,13 @@
-"""Group timings and dead-letter headers of the Kafka adapter."""
+"""Group timings, dead-letter headers and the admin client of the Kafka adapter."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aiokafka import ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shared import failure_headers as fh
 
@@ -36,3 +39,14 @@ def parking_headers(record: ConsumerRecord, exc: BaseException, attempts: int) -
         fh.ORIGINAL_OFFSET: str(record.offset),
     }
     return [(name, value.encode()) for name, value in (why | where).items()]
+
+
+@asynccontextmanager
+async def admin_client(bootstrap: str, client_id: str) -> AsyncIterator[AIOKafkaAdminClient]:
+    """An admin client, started, and closed however the block ends (a failed start included)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    try:
+        await admin.start()
+        yield admin
+    finally:
+        await admin.close()

@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, for_code
+
+from shared.kafka.config import admin_client
 
 log = structlog.get_logger(__name__)
 
@@ -44,10 +45,8 @@ async def until_groups_coordinated(
 ) -> bool:
     """Until the cluster names a coordinator for each group and that coordinator serves it;
     whether it did within `timeout`."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
     try:
-        async with asyncio.timeout(timeout):
-            await admin.start()
+        async with asyncio.timeout(timeout), admin_client(bootstrap, client_id) as admin:
             for group in groups:
 
                 async def coordinated(group: str = group) -> bool:
@@ -71,15 +70,11 @@ async def until_groups_coordinated(
         # NotImplementedError: a broker that no longer speaks a version aiokafka knows.
         log.warning("kafka.groups_not_coordinated", groups=sorted(groups), error=repr(error))
         return False
-    finally:
-        await admin.close()
 
 
 async def _until_known(bootstrap: str, partitions: Mapping[str, int], client_id: str) -> None:
     # The admin client's metadata request logs nothing about a topic its broker does not know.
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
-    try:
-        await admin.start()
+    async with admin_client(bootstrap, client_id) as admin:
 
         async def known() -> bool:
             described = await admin.describe_topics(list(partitions))
@@ -91,8 +86,6 @@ async def _until_known(bootstrap: str, partitions: Mapping[str, int], client_id:
             )
 
         await _asked_until_answered(known)
-    finally:
-        await admin.close()
 
 
 async def _until_led(bootstrap: str, partitions: Mapping[str, int], client_id: str) -> None:
